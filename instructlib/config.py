@@ -1,0 +1,92 @@
+"""Profiles, seeding, device and mixed-precision choice: the one place that knows the hardware.
+
+Profiles (``INSTRUCTLIB_PROFILE``):
+  ``ci``  smallest sizes, used by the tests (seconds per chapter);
+  ``cpu`` the offline default without a GPU (real results in minutes on a 2-core laptop);
+  ``gpu`` Colab-class GPUs (hub models, larger data). Default when CUDA is available.
+
+Chapters keep their own per-profile numbers next to the code that uses them::
+
+    steps = get_profile().pick(ci=20, cpu=2000, gpu=5000)
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("ci", "cpu", "gpu")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The active profile; ``pick`` chooses a value for it."""
+
+    name: str
+
+    def pick(self, *, ci: T, cpu: T, gpu: Optional[T] = None) -> T:
+        """Return the value for this profile (``gpu`` falls back to ``cpu``)."""
+        return {"ci": ci, "cpu": cpu, "gpu": cpu if gpu is None else gpu}[self.name]
+
+
+def get_profile() -> Profile:
+    """Profile from ``INSTRUCTLIB_PROFILE``; default ``gpu`` with CUDA, else ``cpu``."""
+    name = os.environ.get("INSTRUCTLIB_PROFILE", "").strip().lower()
+    if not name:
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise ValueError(f"INSTRUCTLIB_PROFILE={name!r} is not one of {', '.join(PROFILES)}")
+    return Profile(name)
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (all devices) for reproducible runs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+
+
+def get_device() -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def choose_autocast_dtype(device_type: str, bf16_supported: bool = False) -> Optional[torch.dtype]:
+    """Pure decision rule: bf16 on GPUs that support it (Ampere+), fp16 on older GPUs (T4), none elsewhere.
+
+    CPU and MPS train in float32: autocast there is slower or less robust than it is worth for
+    the course's small models.
+    """
+    if device_type != "cuda":
+        return None
+    return torch.bfloat16 if bf16_supported else torch.float16
+
+
+def autocast_dtype(device: Optional[torch.device] = None) -> Optional[torch.dtype]:
+    """Mixed-precision dtype for ``device`` (default: ``get_device()``), or None for full precision."""
+    device = device or get_device()
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return choose_autocast_dtype(device.type, bf16)
+
+
+def needs_grad_scaler(dtype: Optional[torch.dtype]) -> bool:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 do not need it."""
+    return dtype == torch.float16
+
+
+def cache_dir() -> Path:
+    """Where built artefacts live (``INSTRUCTLIB_CACHE``, default ``~/.cache/instructlib``)."""
+    root = os.environ.get("INSTRUCTLIB_CACHE") or Path.home() / ".cache" / "instructlib"
+    path = Path(root).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
