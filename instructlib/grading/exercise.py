@@ -1,0 +1,229 @@
+"""The single-source exercise format (CONTRIBUTING.md, "Exercise notebooks"): parsing and checks.
+
+A solutions notebook holds, per question ``qK``: a markdown header ``## Question qK (P points)``,
+answer cells whose first line is ``# EXERCISE qK`` (solution between ``### BEGIN SOLUTION`` and
+``### END SOLUTION``), and test cells ``# TEST qK visible|hidden (points: N)``. Every other code
+cell is shared setup. Notebooks are handled as plain JSON dicts so that nothing (e.g. nbformat
+adding random cell ids) makes the generated files differ between runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+ANSWER_RE = re.compile(r"#\s*EXERCISE\s+(q\w+)\s*$")
+TEST_RE = re.compile(r"#\s*TEST\s+(q\w+)\s+(visible|hidden)\s+\(points:\s*([^)]*)\)\s*$")
+TEST_PREFIX_RE = re.compile(r"#\s*TEST\b")
+MARKER_RE = re.compile(r"#+\s*(BEGIN|END)\s+SOLUTION\b", re.IGNORECASE)
+HEADER_RE = re.compile(r"^#{1,6}\s*Question\s+(q\w+)\b(.*)$", re.MULTILINE)
+HEADER_POINTS_RE = re.compile(r"\s*\(\s*([^)\s]+)\s+points?\s*\)")
+KEY_NAME_RE = re.compile(r"ch(\d\d)_exercises\.ipynb$")
+
+
+class ExerciseFormatError(ValueError):
+    """A solutions notebook breaks the exercise format; the message names notebook and cell."""
+
+
+@dataclass
+class KeyTest:
+    """One key test cell: its points and source."""
+
+    index: int  # 1-based cell number in the key notebook
+    question: str
+    visibility: str  # "visible" or "hidden"
+    points: float
+    source: str
+    number: int = 0  # 1-based among the question's tests of the same visibility
+
+    @property
+    def label(self) -> str:
+        """Name shown to students, e.g. ``hidden test 2``."""
+        return f"{self.visibility} test {self.number}"
+
+
+@dataclass
+class Question:
+    """A question of the key: declared points, answer cells and tests."""
+
+    name: str
+    points: float
+    header_index: int
+    answer_cells: list[int] = field(default_factory=list)
+    tests: list[KeyTest] = field(default_factory=list)
+
+
+@dataclass
+class Key:
+    """A parsed solutions notebook (the grading key)."""
+
+    path: str
+    chapter: str
+    questions: dict[str, Question]
+
+
+def source_of(cell: dict) -> str:
+    """A cell's source as one string (the JSON may store a list of lines)."""
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def first_line(source: str) -> str:
+    """The first non-blank line of a cell, stripped."""
+    for line in source.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def cell_role(cell: dict) -> tuple[str, str | None]:
+    """``("answer", q)``, ``("test", q or None)``, ``("setup", None)`` or ``(cell_type, None)``."""
+    if cell.get("cell_type") != "code":
+        return str(cell.get("cell_type")), None
+    head = first_line(source_of(cell))
+    if m := ANSWER_RE.fullmatch(head):
+        return "answer", m.group(1)
+    if TEST_PREFIX_RE.match(head):
+        m = TEST_RE.fullmatch(head)
+        return "test", m.group(1) if m else None
+    return "setup", None
+
+
+def chapter_of(nb: dict) -> str | None:
+    """The chapter ``"NN"`` from notebook metadata ``{"instructlib": {"chapter": "NN"}}``, or None."""
+    meta = nb.get("metadata") if isinstance(nb, dict) else None
+    info = meta.get("instructlib") if isinstance(meta, dict) else None
+    chapter = info.get("chapter") if isinstance(info, dict) else None
+    if isinstance(chapter, int) and not isinstance(chapter, bool):
+        chapter = f"{chapter:02d}"
+    if isinstance(chapter, str) and re.fullmatch(r"\d\d", chapter.strip()):
+        return chapter.strip()
+    return None
+
+
+def read_notebook(path: str | Path) -> dict:
+    """Load a notebook as a JSON dict; ValueError names the file and what is wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read: {err}") from None
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: not valid notebook JSON: {err.msg}") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or not all(
+            isinstance(c, dict) for c in nb["cells"]):
+        raise ValueError(f"{path}: not a notebook (no list of cells)")
+    return nb
+
+
+def parse_points(text: str, where: str) -> float:
+    """A positive finite number of points, or ExerciseFormatError."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ExerciseFormatError(f"{where}: bad points {text.strip()!r} (need a positive number)")
+    return value
+
+
+def solution_regions(source: str, where: str) -> list[tuple[int, int]]:
+    """(begin, end) line numbers of each solution region; errors on unbalanced or odd markers."""
+    regions, begin = [], None
+    for no, line in enumerate(source.splitlines()):
+        text = line.strip()
+        if not MARKER_RE.match(text):
+            continue
+        if text not in (BEGIN, END):
+            raise ExerciseFormatError(f"{where}, line {no + 1}: write the marker exactly as "
+                                      f"'{BEGIN}' or '{END}', not {text!r}")
+        if text == BEGIN:
+            if begin is not None:
+                raise ExerciseFormatError(f"{where}, line {no + 1}: '{BEGIN}' inside another solution "
+                                          f"(opened at line {begin + 1})")
+            begin = no
+        else:
+            if begin is None:
+                raise ExerciseFormatError(f"{where}, line {no + 1}: '{END}' without '{BEGIN}'")
+            regions.append((begin, no))
+            begin = None
+    if begin is not None:
+        raise ExerciseFormatError(f"{where}, line {begin + 1}: '{BEGIN}' without '{END}'")
+    return regions
+
+
+def parse_key(nb: dict, path: str | Path) -> Key:
+    """Check a solutions notebook against the exercise format and return its questions and tests."""
+    path = str(path)
+    chapter = chapter_of(nb)
+    if chapter is None:
+        raise ExerciseFormatError(f'{path}: notebook metadata needs {{"instructlib": {{"chapter": "NN"}}}}')
+    if (m := KEY_NAME_RE.search(path)) and m.group(1) != chapter:
+        raise ExerciseFormatError(f"{path}: metadata chapter {chapter!r} does not match the file name")
+    questions: dict[str, Question] = {}
+    answers: list[tuple[int, str]] = []
+    tests: list[KeyTest] = []
+    for i, cell in enumerate(nb["cells"], start=1):
+        where, src = f"{path}: cell {i}", source_of(cell)
+        role, q = cell_role(cell)
+        if role == "markdown":
+            for m in HEADER_RE.finditer(src):
+                pm = HEADER_POINTS_RE.match(m.group(2))
+                if not pm:
+                    raise ExerciseFormatError(f"{where}: write the header as '## Question {m.group(1)} "
+                                              f"(P points)', not {m.group(0).strip()!r}")
+                if m.group(1) in questions:
+                    raise ExerciseFormatError(f"{where}: question {m.group(1)} is declared twice "
+                                              f"(also cell {questions[m.group(1)].header_index})")
+                questions[m.group(1)] = Question(m.group(1), parse_points(pm.group(1), where), i)
+        elif role == "test":
+            m = TEST_RE.fullmatch(first_line(src))
+            if not m:
+                raise ExerciseFormatError(f"{where}: malformed test header {first_line(src)!r} (write "
+                                          "'# TEST qK visible (points: N)' or '# TEST qK hidden (points: N)')")
+            tests.append(KeyTest(i, m.group(1), m.group(2), parse_points(m.group(3), where), src))
+        elif role == "answer":
+            answers.append((i, q))
+        if role != "answer" and MARKER_RE.search(src):
+            raise ExerciseFormatError(f"{where}: solution markers are only allowed in '# EXERCISE qK' "
+                                      "answer cells (anything else is shown to students)")
+    for i, q in answers:
+        where = f"{path}: cell {i}"
+        if q not in questions:
+            raise ExerciseFormatError(f"{where}: answer cell for unknown question {q} "
+                                      f"(no '## Question {q} (P points)' header)")
+        questions[q].answer_cells.append(i)
+    for t in tests:
+        if t.question not in questions:
+            raise ExerciseFormatError(f"{path}: cell {t.index}: test cell for unknown question {t.question} "
+                                      f"(no '## Question {t.question} (P points)' header)")
+        question = questions[t.question]
+        question.tests.append(t)
+        t.number = sum(x.visibility == t.visibility for x in question.tests)
+    for q in questions.values():
+        where = f"{path}: cell {q.header_index} (question {q.name})"
+        if not q.tests:
+            raise ExerciseFormatError(f"{where}: question has no '# TEST {q.name} ...' cells")
+        if not q.answer_cells:
+            raise ExerciseFormatError(f"{where}: question has no '# EXERCISE {q.name}' answer cell")
+        regions = [solution_regions(source_of(nb["cells"][i - 1]), f"{path}: cell {i}")
+                   for i in q.answer_cells]
+        if not any(regions):
+            raise ExerciseFormatError(f"{where}: no '{BEGIN}' region in its answer cells")
+        total = sum(t.points for t in q.tests)
+        if not math.isclose(total, q.points):
+            raise ExerciseFormatError(f"{where}: header says {q.points:g} points but its tests add up "
+                                      f"to {total:g}")
+    if not questions:
+        raise ExerciseFormatError(f"{path}: no '## Question qK (P points)' header found")
+    return Key(path, chapter, questions)
+
+
+def load_key(path: str | Path) -> Key:
+    """Read and parse a solutions notebook (ValueError for unreadable files)."""
+    return parse_key(read_notebook(path), path)

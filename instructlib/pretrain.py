@@ -1,0 +1,312 @@
+"""Pretraining TinyGPT: the causal and masked LM objectives, a small training loop, the course model.
+
+* Causal LM (GPT): position t predicts token t+1, so logits and labels are *shifted* by one
+  before the cross-entropy; the last position has no target and the first token is never predicted.
+* Masked LM (BERT): 15 % of the tokens are chosen; of those 80 % become ``<|mask|>``, 10 % a random
+  token, 10 % stay; the model sees the whole sequence (no causal mask) and predicts the chosen
+  tokens at their own positions (no shift).
+* ``load_course_model(profile)`` trains the course's base model once (tokenizer, then model) and
+  caches it under ``cache_dir()/tinygpt-<profile>-<hash>``; the hash covers the recipe and every
+  byte of the corpus, so a changed recipe never reuses a stale model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from .config import Profile, cache_dir, get_profile
+from .corpus import CORPUS_VERSION, corpus_digest, load_corpus
+from .lm.metrics import perplexity_from_loss
+from .nn.gpt import GPTConfig, TinyGPT
+from .tokenization import load_bpe, save_tokenizer, train_bpe
+
+IGNORE_INDEX = -100  # label value that the cross-entropy skips (torch and transformers convention)
+RECIPE_VERSION = "1"  # bump when the training code changes what a given config produces
+
+
+# --- objectives ----------------------------------------------------------------------------------
+
+def causal_lm_labels(input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Labels for causal LM: the inputs themselves, with padding set to -100 (the shift is in the loss)."""
+    labels = input_ids.clone()
+    if attention_mask is not None:
+        labels[attention_mask == 0] = IGNORE_INDEX
+    return labels
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy: logits at t (B, T, V) are scored against labels at t+1 (B, T)."""
+    shifted_logits = logits[:, :-1, :]  # the last position has nothing left to predict
+    targets = labels[:, 1:]             # the first token has no context to be predicted from
+    return F.cross_entropy(shifted_logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+def mask_tokens(input_ids: torch.Tensor, mask_token_id: int, vocab_size: int, special_ids: Sequence[int] = (),
+                mlm_probability: float = 0.15, generator: Optional[torch.Generator] = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: returns (corrupted inputs, labels with -100 except at the chosen positions).
+
+    Each non-special token is chosen with ``mlm_probability``; a chosen token becomes the mask
+    token (80 %), a random non-special token (10 %) or stays unchanged (10 %). The model must
+    predict every chosen token, including the unchanged ones, so it cannot trust any input token.
+    """
+    if not 0 < mlm_probability < 1:
+        raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+    g = dict(generator=generator, device=input_ids.device)
+    special = torch.tensor(sorted(set(special_ids)) or [-1], device=input_ids.device)
+    maskable = ~torch.isin(input_ids, special)
+    chosen = (torch.rand(input_ids.shape, **g) < mlm_probability) & maskable
+    labels = input_ids.masked_fill(~chosen, IGNORE_INDEX)
+    u = torch.rand(input_ids.shape, **g)
+    to_mask, to_random = chosen & (u < 0.8), chosen & (u >= 0.8) & (u < 0.9)
+    # random replacements are drawn among the ordinary tokens (specials never appear as noise)
+    ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_ids) | {mask_token_id}],
+                            device=input_ids.device)
+    random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, **g)]
+    inputs = input_ids.masked_fill(to_mask, mask_token_id)
+    inputs = torch.where(to_random, random_ids, inputs)
+    return inputs, labels
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy at the masked positions (labels != -100), no shift: predict the token in place."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def encode_documents(tokenizer, docs: Sequence[str]) -> torch.Tensor:
+    """One long 1-D token stream: every document followed by the end-of-text token."""
+    eos = tokenizer.eos_token_id
+    ids: list[int] = []
+    # the Rust tokenizer directly: batch-parallel, and no "longer than model_max_length" warning
+    for enc in tokenizer.backend_tokenizer.encode_batch(list(docs), add_special_tokens=False):
+        ids.extend(enc.ids)
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def random_windows(data: torch.Tensor, batch_size: int, block_size: int,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A (batch_size, block_size) batch of windows starting at random offsets of the stream ``data``."""
+    if len(data) < block_size:
+        raise ValueError(f"token stream of {len(data)} tokens is shorter than block_size={block_size}")
+    starts = torch.randint(len(data) - block_size + 1, (batch_size,), generator=generator)
+    return torch.stack([data[s:s + block_size] for s in starts.tolist()])
+
+
+def batch_loss(model: TinyGPT, batch: torch.Tensor, objective: str, mask_token_id: Optional[int] = None,
+               special_ids: Sequence[int] = (), generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Loss of ``model`` on a batch of windows for ``objective`` ``"causal"`` or ``"masked"``."""
+    if objective == "causal":
+        return causal_lm_loss(model(batch), batch)
+    if objective == "masked":
+        if mask_token_id is None:
+            raise ValueError("the masked objective needs mask_token_id")
+        inputs, labels = mask_tokens(batch, mask_token_id, model.config.vocab_size, special_ids,
+                                     generator=generator)
+        return masked_lm_loss(model(inputs, causal=False), labels)
+    raise ValueError(f"objective must be 'causal' or 'masked', got {objective!r}")
+
+
+@torch.no_grad()
+def heldout_loss(model: TinyGPT, data: torch.Tensor, block_size: int, batch_size: int = 16,
+                 max_windows: Optional[int] = None, objective: str = "causal",
+                 mask_token_id: Optional[int] = None, special_ids: Sequence[int] = ()) -> float:
+    """Mean loss over consecutive non-overlapping windows of ``data`` (deterministic; masking seeded)."""
+    was_training = model.training
+    model.eval()
+    windows = data[: len(data) // block_size * block_size].view(-1, block_size)[:max_windows]
+    g = torch.Generator(device=data.device).manual_seed(1234)
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        batch = windows[i:i + batch_size]
+        loss = batch_loss(model, batch, objective, mask_token_id, special_ids, generator=g)
+        total, count = total + loss.item() * len(batch), count + len(batch)  # equal-size windows
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def perplexity(model: TinyGPT, data: torch.Tensor, block_size: int, batch_size: int = 16) -> float:
+    """Held-out perplexity exp(mean next-token loss) over non-overlapping windows of ``data``."""
+    return perplexity_from_loss(heldout_loss(model, data, block_size, batch_size))
+
+
+# --- the training loop ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything that determines a pretraining run (tokenizer, model, optimisation, data)."""
+
+    vocab_size: int = 512
+    block_size: int = 64
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 64
+    dropout: float = 0.0
+    steps: int = 30
+    batch_size: int = 8
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 5
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 10
+    eval_windows: int = 32
+    seed: int = 0
+    corpus: str = "ci"  # corpus size: a profile name (see instructlib.corpus.SIZES)
+
+    def gpt_config(self, vocab_size: int) -> GPTConfig:
+        """The model's GPTConfig for a tokenizer of ``vocab_size`` tokens."""
+        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout)
+
+
+def pretrain_config(profile: Optional[Profile] = None) -> PretrainConfig:
+    """The course model's recipe for a profile: seconds in ci, a few minutes on 2 CPU cores in cpu."""
+    p = profile or get_profile()
+    if p.name == "ci":
+        return PretrainConfig()
+    if p.name == "cpu":
+        return PretrainConfig(vocab_size=2048, block_size=128, n_layer=4, n_head=4, n_embd=128,
+                              steps=1200, batch_size=16, lr=2e-3, warmup_steps=50, eval_every=100,
+                              eval_windows=128, corpus="cpu")
+    return PretrainConfig(vocab_size=4096, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.1,
+                          steps=5000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=250,
+                          eval_windows=512, corpus="gpu")
+
+
+def train(model: TinyGPT, data: torch.Tensor, config: PretrainConfig, objective: str = "causal",
+          heldout: Optional[torch.Tensor] = None, mask_token_id: Optional[int] = None,
+          special_ids: Sequence[int] = (), progress: bool = True):
+    """Train ``model`` in place on random windows of the token stream ``data``; returns a ``History``.
+
+    AdamW (weight decay on matrices), linear warmup then cosine decay, gradient clipping. The batch
+    order and the masking are drawn from generators seeded with ``config.seed``: same run, same result.
+    """
+    from tqdm.auto import tqdm
+
+    from .train.loop import History, TrainConfig, make_optimizer, warmup_cosine
+
+    device = next(model.parameters()).device
+    torch.manual_seed(config.seed)
+    g_data, g_mask = torch.Generator().manual_seed(config.seed), torch.Generator().manual_seed(config.seed + 1)
+    opt = make_optimizer(model, TrainConfig(lr=config.lr, weight_decay=config.weight_decay,
+                                            betas=(0.9, 0.95)), device)
+    history = History()
+    masked = dict(mask_token_id=mask_token_id, special_ids=special_ids)
+
+    def evaluate(step: int) -> None:
+        if heldout is not None:
+            loss = heldout_loss(model, heldout.to(device), config.block_size, max_windows=config.eval_windows,
+                                objective=objective, **masked)
+            history.eval.append({"step": step, "val_loss": loss})
+
+    model.train()
+    evaluate(0)
+    bar = tqdm(range(1, config.steps + 1), desc=f"pretraining ({objective} LM)", disable=not progress)
+    for step in bar:
+        lr = config.lr * warmup_cosine(step, config.warmup_steps, config.steps, config.min_lr_ratio)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = random_windows(data, config.batch_size, config.block_size, g_data).to(device)
+        loss = batch_loss(model, batch, objective, generator=g_mask, **masked)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        history.train.append({"step": step, "loss": loss.item(), "lr": lr, "tokens": step * batch.numel()})
+        if step % config.eval_every == 0 or step == config.steps:
+            evaluate(step)
+            if history.eval:
+                bar.set_postfix(loss=f"{loss.item():.3f}", heldout=f"{history.eval[-1]['val_loss']:.3f}")
+    model.eval()
+    return history
+
+
+# --- the course model ----------------------------------------------------------------------------
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _profile(profile: Union[None, str, Profile]) -> Profile:
+    return Profile(profile) if isinstance(profile, str) else (profile or get_profile())
+
+
+def course_tokenizer_dir(profile: Union[None, str, Profile] = None) -> Path:
+    """Cache directory of the course tokenizer for ``profile`` (trained on first use)."""
+    p = _profile(profile)
+    cfg = pretrain_config(p)
+    key = _key("tokenizer", cfg.vocab_size, cfg.corpus, CORPUS_VERSION, corpus_digest(cfg.corpus))
+
+    def build(out: Path) -> None:
+        save_tokenizer(train_bpe(load_corpus("train", cfg.corpus), cfg.vocab_size,
+                                 model_max_length=cfg.block_size), out)
+
+    from .models import _atomic_build
+
+    return _atomic_build(cache_dir() / f"tinygpt-tokenizer-{p.name}-{key}", build)
+
+
+def load_course_tokenizer(profile: Union[None, str, Profile] = None):
+    """The course BPE tokenizer (``PreTrainedTokenizerFast``) for ``profile``, trained and cached on first use."""
+    return load_bpe(course_tokenizer_dir(profile))
+
+
+def course_model_dir(profile: Union[None, str, Profile] = None, progress: bool = True) -> Path:
+    """Cache directory of the course model (weights, config, tokenizer, history), trained on first use."""
+    p = _profile(profile)
+    cfg = pretrain_config(p)
+    tok_dir = course_tokenizer_dir(p)
+    key = _key("model", RECIPE_VERSION, asdict(cfg), tok_dir.name)
+
+    def build(out: Path) -> None:
+        tokenizer = load_bpe(tok_dir)
+        train_ids = encode_documents(tokenizer, load_corpus("train", cfg.corpus))
+        heldout_ids = encode_documents(tokenizer, load_corpus("heldout", cfg.corpus))
+        torch.manual_seed(cfg.seed)
+        model = TinyGPT(cfg.gpt_config(len(tokenizer)))
+        start = time.perf_counter()
+        history = train(model, train_ids, cfg, heldout=heldout_ids, progress=progress)
+        seconds = time.perf_counter() - start
+        ppl = perplexity(model, heldout_ids, cfg.block_size)
+        torch.save(model.state_dict(), out / "model.pt")
+        save_tokenizer(tokenizer, out / "tokenizer")
+        meta = {"gpt_config": model.config_dict(), "pretrain_config": asdict(cfg), "profile": p.name,
+                "parameters": model.num_parameters(), "train_tokens": len(train_ids),
+                "heldout_tokens": len(heldout_ids), "heldout_perplexity": ppl, "pretrain_seconds": seconds,
+                "history": {"train": history.train, "eval": history.eval}}
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+
+    from .models import _atomic_build
+
+    return _atomic_build(cache_dir() / f"tinygpt-{p.name}-{key}", build)
+
+
+def load_course_model(profile: Union[None, str, Profile] = None, progress: bool = True) -> TinyGPT:
+    """The pretrained course TinyGPT for ``profile`` (eval mode, CPU), trained and cached on first use."""
+    path = course_model_dir(profile, progress)
+    meta = json.loads((path / "meta.json").read_text())
+    model = TinyGPT(GPTConfig(**meta["gpt_config"]))
+    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def course_model_meta(profile: Union[None, str, Profile] = None):
+    """Training record of the course model: sizes, held-out perplexity, seconds and loss ``History``."""
+    from .train.loop import History
+
+    meta = json.loads((course_model_dir(profile) / "meta.json").read_text())
+    meta["history"] = History(**meta["history"])
+    return meta
