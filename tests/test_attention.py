@@ -55,6 +55,12 @@ def test_sdpa_broadcast_masks_match_torch(mask_shape, kind):
     torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
 
 
+def test_explicit_scale_matches_torch():
+    q, k, v = qkv(2, 2, 5, 8)
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7),
+                               F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7), atol=ATOL, rtol=0)
+
+
 def test_boolean_mask_means_true_attends():
     q, k, v = qkv(1, 1, 4, 8)
     only_first = torch.zeros(4, 4, dtype=torch.bool)
@@ -119,6 +125,8 @@ def test_bad_inputs_raise_clear_errors():
         scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(3), is_causal=True)
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, 3)
+    with pytest.raises(ValueError, match=r"\(B, T, 16\)"):
+        MultiHeadAttention(16, 4)(torch.randn(2, 5, 8))
 
 
 # ---------------------------------------------------------------- multi-head attention

@@ -69,7 +69,7 @@ def test_few_shot_prompts(tokenizer):
     assert chat == tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def test_score_choices_matches_an_unbatched_forward_pass(tokenizer):
+def test_score_choices_matches_a_direct_forward_pass(tokenizer):
     import torch
 
     from instructlib.data.prompts import score_choices
@@ -79,19 +79,17 @@ def test_score_choices_matches_an_unbatched_forward_pass(tokenizer):
     prompts = [few_shot_prompt_zero(tokenizer, "Is the number even or odd?", "7"),
                few_shot_prompt_zero(tokenizer, "Name the sentiment: positive or negative.", "I hated the long, boring film.")]
     choices = [["even", "odd"], ["positive", "negative", "neutral"]]
-    batched = score_choices(model, tokenizer, prompts, choices, batch_size=5)
-    one_by_one = score_choices(model, tokenizer, prompts, choices, batch_size=1)
-    assert [len(s) for s in batched] == [2, 3]
-    for a, b in zip(batched, one_by_one):
-        assert a == pytest.approx(b, abs=1e-3)  # right padding does not change the scores
+    scores = score_choices(model, tokenizer, prompts, choices)
+    assert [len(s) for s in scores] == [2, 3]
     # a direct computation for one choice
     p_ids = tokenizer(prompts[1], add_special_tokens=False)["input_ids"]
     c_ids = tokenizer("negative" + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logp = model(torch.tensor([p_ids + c_ids])).logits[0].log_softmax(-1)
     direct = sum(logp[len(p_ids) + k - 1, t].item() for k, t in enumerate(c_ids))
-    assert batched[1][1] == pytest.approx(direct, abs=1e-3)
-    assert all(s < 0 for row in batched for s in row)
+    assert scores[1][1] == pytest.approx(direct, abs=1e-3)  # the KV-cache shortcut changes nothing
+    assert all(s < 0 for row in scores for s in row)
+    assert score_choices(model, tokenizer, prompts[:1], [["odd", "even"]])[0] == pytest.approx(scores[0][::-1], abs=1e-4)
 
 
 def few_shot_prompt_zero(tokenizer, instruction, input_):

@@ -128,6 +128,17 @@ def test_from_scratch_attention_gives_the_same_output():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_packed_qkv_projection_gives_the_same_output():
+    model = tiny()
+    x = torch.randint(0, V, (2, 15))
+    separate = model(x)
+    for block in model.h:
+        block.attn.pack_qkv()
+    torch.testing.assert_close(model(x), separate, atol=1e-5, rtol=1e-5)
+    model.generate(x, 2, temperature=0)
+    assert all(block.attn.packed_qkv is None for block in model.h), "generate must unpack what it packed"
+
+
 def test_causal_false_lets_position_zero_see_the_future():
     model = tiny()
     x = torch.randint(0, V, (1, 12))

@@ -89,42 +89,35 @@ def few_shot_prompt(demos: Sequence[Record], query: Record, template: str = "alp
 
 
 def score_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[Sequence[str]], *,
-                  suffix: Optional[str] = None, batch_size: int = 8, progress: bool = True) -> list[list[float]]:
+                  suffix: Optional[str] = None, progress: bool = True) -> list[list[float]]:
     """log P(choice + suffix | prompt), summed over tokens, for every choice of every prompt.
 
     ``suffix`` defaults to the eos token (SmolLM2's end of turn): scoring "spam<|im_end|>" rather than
-    "spam" stops a label that is a prefix of another ("spam" / "spam filter") from winning for free.
-    Prompt and choice are tokenized separately and concatenated, so the choice tokens are the same
-    in every prompt. Sequences are right-padded in batches; padding does not change the scores.
+    "spam" stops a label that is a prefix of another ("spam" / "not spam", "no" / "no idea") from
+    winning for free. Prompt and choice are tokenized separately and concatenated, so a choice has the
+    same tokens after every prompt. Each prompt runs through the model once; its KV cache is then
+    repeated for the batch of its choices, which costs a few tokens each instead of a whole prompt.
     """
     import torch
     from tqdm.auto import tqdm
 
     suffix = tokenizer.eos_token if suffix is None else suffix
-    pairs = [(p, c) for p, cs in zip(prompts, choices) for c in cs]
-    seqs = []
-    for p, c in pairs:
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        c_ids = tokenizer(c + suffix, add_special_tokens=False)["input_ids"]
-        seqs.append((p_ids + c_ids, len(p_ids)))
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores: list[float] = []
-    starts = range(0, len(seqs), batch_size)
-    for start in tqdm(starts, desc="scoring", disable=not progress or len(starts) < 2):
-        batch = seqs[start:start + batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s, _ in batch], device=device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s, _ in batch], device=device)
+    out: list[list[float]] = []
+    for prompt, cs in tqdm(list(zip(prompts, choices)), desc="scoring", disable=not progress or len(prompts) < 2):
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c_ids = [tokenizer(c + suffix, add_special_tokens=False)["input_ids"] for c in cs]
+        width = max(len(c) for c in c_ids)
         with torch.no_grad():
-            logprobs = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
-        for row, (s, n_prompt) in enumerate(batch):
-            targets = torch.tensor(s[n_prompt:], device=device)
-            # the token at position t is predicted by the logits at position t - 1
-            picked = logprobs[row, n_prompt - 1:len(s) - 1].gather(-1, targets[:, None])
-            scores.append(picked.sum().item())
-    out, k = [], 0
-    for cs in choices:
-        out.append(scores[k:k + len(cs)])
-        k += len(cs)
+            first = model(input_ids=torch.tensor([p_ids], device=device), use_cache=True, logits_to_keep=1)
+            cache = first.past_key_values
+            cache.batch_repeat_interleave(len(cs))
+            ids = torch.tensor([c + [pad] * (width - len(c)) for c in c_ids], device=device)
+            mask = torch.tensor([[1] * (len(p_ids) + len(c)) + [0] * (width - len(c)) for c in c_ids], device=device)
+            rest = model(input_ids=ids, attention_mask=mask, past_key_values=cache)
+        # token k of a choice is predicted by the prompt's last position (k = 0) or by choice position k - 1
+        logits = torch.cat([first.logits[:, -1:].expand(len(cs), 1, -1), rest.logits[:, :-1]], dim=1)
+        logprobs = logits.float().log_softmax(-1).gather(-1, ids[..., None])[..., 0]
+        out.append([logprobs[k, :len(c)].sum().item() for k, c in enumerate(c_ids)])
     return out

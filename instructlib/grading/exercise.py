@@ -13,7 +13,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 ANSWER_RE = re.compile(r"#\s*EXERCISE\s+(q\w+)\s*$")
@@ -189,6 +188,9 @@ def parse_key(nb: dict, path: str | Path) -> Key:
             tests.append(KeyTest(i, m.group(1), m.group(2), parse_points(m.group(3), where), src))
         elif role == "answer":
             answers.append((i, q))
+        elif role == "setup" and re.match(r"#\s*EXERCISE\b", first_line(src)):
+            raise ExerciseFormatError(f"{where}: malformed answer header {first_line(src)!r} "
+                                      "(write '# EXERCISE qK')")
         if role != "answer" and MARKER_RE.search(src):
             raise ExerciseFormatError(f"{where}: solution markers are only allowed in '# EXERCISE qK' "
                                       "answer cells (anything else is shown to students)")

@@ -14,6 +14,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..data.io import atomic_write_text
 from . import kernel
@@ -134,11 +135,15 @@ def _key_for(chapter: str, key_dir: Path, cache: dict) -> Key | str:
     return cache[chapter]
 
 
-def grade(paths: list[str | Path], *, key_dir: str | Path = "solutions", timeout: float = 60,
-          max_output: int = 1_000_000, chapter: str | None = None, jobs: int = 1,
-          progress=None) -> tuple[list[Grade], list[str]]:
-    """Grade submissions; return the rows and the problems that stopped a submission's grading."""
-    subs = [load_submission(p, chapter) for p in paths]
+def _ungradable(sub: Submission, key: Key | str | None) -> list[Grade]:
+    """0-point rows carrying the reason: one per key question when the key is known, else one."""
+    questions = list(key.questions.values()) if isinstance(key, Key) else []
+    note = [_clip(sub.problem, 1000)]
+    return ([Grade(sub.student, sub.chapter or "", q.name, 0.0, q.points, note) for q in questions]
+            or [Grade(sub.student, sub.chapter or "", "", 0.0, 0.0, note)])
+
+
+def _check_unique(subs: list[Submission]) -> None:
     seen: dict[tuple, Path] = {}
     for sub in subs:
         if (sub.student, sub.chapter) in seen:
@@ -146,28 +151,39 @@ def grade(paths: list[str | Path], *, key_dir: str | Path = "solutions", timeout
                              f"{seen[sub.student, sub.chapter]} and {sub.path} (rename one; the name "
                              "comes from the file, or its folder for chNN_exercises.ipynb)")
         seen[sub.student, sub.chapter] = sub.path
+
+
+def grade(paths: list[str | Path], *, key_dir: str | Path = "solutions", timeout: float = 60,
+          max_output: int = 1_000_000, chapter: str | None = None, jobs: int = 1,
+          progress: Callable[[Grade], None] | None = None) -> tuple[list[Grade], list[str]]:
+    """Grade submissions; return the rows (submission, then key question order) and the problems."""
+    subs = [load_submission(p, chapter) for p in paths]
+    _check_unique(subs)
     keys: dict[str, Key | str] = {}
     rows: dict[tuple[int, int], Grade] = {}
-    problems, work = [], []
+    problems: list[str] = []
+    work = []
     for s, sub in enumerate(subs):
         key = _key_for(sub.chapter, Path(key_dir), keys) if sub.chapter else None
         if isinstance(key, str) and not sub.problem:
             sub.problem = key
         if sub.problem:
             problems.append(f"{sub.student}: {sub.problem}")
-            qs = list(key.questions.values()) if isinstance(key, Key) else []
-            for q_i, q in enumerate(qs or [None]):
-                rows[s, q_i] = Grade(sub.student, sub.chapter or "", q.name if q else "", 0.0,
-                                     q.points if q else 0.0, [_clip(sub.problem, 1000)])
-            continue
-        work += [(s, q_i, sub, q) for q_i, q in enumerate(key.questions.values())]
+            rows.update(((s, i), row) for i, row in enumerate(_ungradable(sub, key)))
+        else:
+            work += [((s, i), sub, q) for i, q in enumerate(key.questions.values())]
 
-    def one(item):
-        s, q_i, sub, q = item
-        row = grade_question(sub, q, timeout=timeout, max_output=max_output)
+    def one(item) -> tuple[tuple[int, int], Grade]:
+        slot, sub, q = item
+        try:
+            row = grade_question(sub, q, timeout=timeout, max_output=max_output)
+        except Exception as err:  # noqa: BLE001 - a grader failure costs this question, not the run
+            problems.append(f"{sub.student} {q.name}: grader error {type(err).__name__}: {err}")
+            row = Grade(sub.student, sub.chapter, q.name, 0.0, q.points,
+                        [f"grader error (not your fault; ask the instructor): {_clip(str(err))}"])
         if progress:
             progress(row)
-        return (s, q_i), row
+        return slot, row
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         rows.update(pool.map(one, work))

@@ -22,13 +22,14 @@ def causal_mask(t_q: int, t_k: Optional[int] = None, device: Optional[torch.devi
 
 
 def attention_scores(q: Tensor, k: Tensor, attn_mask: Optional[Tensor] = None,
-                     is_causal: bool = False) -> Tensor:
-    """Masked, scaled scores ``q @ k^T / sqrt(d)`` of shape (..., T_q, T_k), before the softmax."""
+                     is_causal: bool = False, scale: Optional[float] = None) -> Tensor:
+    """Masked, scaled scores ``q @ k^T * scale`` (default scale 1/sqrt(d)), shape (..., T_q, T_k)."""
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k need the same head size, got {q.shape[-1]} and {k.shape[-1]}")
     if is_causal and attn_mask is not None:
         raise ValueError("pass either attn_mask or is_causal=True, not both (as in torch)")
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale
     t_q, t_k = q.shape[-2], k.shape[-2]
     if is_causal:
         attn_mask = causal_mask(t_q, t_k, device=q.device)
@@ -41,22 +42,23 @@ def attention_scores(q: Tensor, k: Tensor, attn_mask: Optional[Tensor] = None,
 
 
 def attention_weights(q: Tensor, k: Tensor, attn_mask: Optional[Tensor] = None,
-                      is_causal: bool = False) -> Tensor:
+                      is_causal: bool = False, scale: Optional[float] = None) -> Tensor:
     """Attention probabilities softmax(q k^T / sqrt(d) + mask) of shape (..., T_q, T_k).
 
     A query whose keys are all masked gets all-zero weights (hence a zero output), like torch's
     "safe softmax" since 2.5, instead of the NaNs a plain softmax over only -inf gives.
     """
-    scores = attention_scores(q, k, attn_mask, is_causal)
+    scores = attention_scores(q, k, attn_mask, is_causal, scale)
     fully_masked = torch.isneginf(scores).all(dim=-1, keepdim=True)
     scores = scores.masked_fill(fully_masked, 0.0)  # keeps gradients finite
     return torch.softmax(scores, dim=-1).masked_fill(fully_masked, 0.0)
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Optional[Tensor] = None,
-                                 is_causal: bool = False, dropout_p: float = 0.0) -> Tensor:
+                                 is_causal: bool = False, dropout_p: float = 0.0,
+                                 scale: Optional[float] = None) -> Tensor:
     """softmax(q k^T / sqrt(d) + mask) @ v, same semantics as torch's F.scaled_dot_product_attention."""
-    weights = attention_weights(q, k, attn_mask, is_causal)
+    weights = attention_weights(q, k, attn_mask, is_causal, scale)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v
@@ -88,7 +90,10 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False,
                 need_weights: bool = False):
-        """Self-attention over x (B, T, C); returns (B, T, C), plus (B, H, T, T) weights if asked."""
+        """Self-attention over x (B, T, C); returns (B, T, C), plus the (B, H, T, T) weights
+        (before dropout) if ``need_weights``. Masks follow scaled_dot_product_attention: True = attend."""
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"expected x of shape (B, T, {self.d_model}), got {tuple(x.shape)}")
         q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
         weights = attention_weights(q, k, attn_mask, is_causal)
         dropped = F.dropout(weights, p=self.dropout, training=self.training)

@@ -71,11 +71,22 @@ class CausalSelfAttention(MultiHeadAttention):
         super().__init__(d_model, n_heads, dropout=dropout, bias=bias)
         # Same semantics as instructlib.nn.attention.scaled_dot_product_attention (tested); torch's is fused.
         self.attention_fn: Callable[..., Tensor] = F.scaled_dot_product_attention
+        self.packed_qkv: Optional[tuple[Tensor, Optional[Tensor]]] = None  # set by TinyGPT.generate
+
+    def pack_qkv(self) -> None:
+        """Stack the q/k/v weights into one matrix: one matmul per step instead of three (inference only)."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        if all(type(p) is nn.Linear for p in projs):  # not when wrapped (e.g. by LoRA)
+            b = None if self.q_proj.bias is None else torch.cat([p.bias for p in projs])
+            self.packed_qkv = torch.cat([p.weight for p in projs]), b
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False,
                 past_kv: Optional[tuple[Tensor, Tensor]] = None, use_cache: bool = False):
         """Attend from x (B, T, C) to past + x; returns (out (B, T, C), new (k, v) or None)."""
-        q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
+        if self.packed_qkv is None:
+            q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
+        else:
+            q, k, v = (self.split_heads(t) for t in F.linear(x, *self.packed_qkv).split(self.d_model, dim=-1))
         if past_kv is not None:
             k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
         y = self.attention_fn(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
@@ -221,6 +232,21 @@ class TinyGPT(nn.Module):
             raise ValueError(f"need max_new_tokens >= 0 and temperature >= 0, got {max_new_tokens}, {temperature}")
         was_training = self.training
         self.eval()
+        try:
+            for block in self.h:
+                block.attn.pack_qkv()
+            return self._generate(input_ids, max_new_tokens, temperature, top_k, top_p, eos_token_id,
+                                  attention_mask, use_cache, generator, pad_token_id)
+        finally:
+            for block in self.h:
+                block.attn.packed_qkv = None
+            self.train(was_training)
+
+    def _generate(self, input_ids: Tensor, max_new_tokens: int, temperature: float, top_k: Optional[int],
+                  top_p: Optional[float], eos_token_id: Optional[Union[int, Sequence[int]]],
+                  attention_mask: Optional[Tensor], use_cache: bool, generator: Optional[torch.Generator],
+                  pad_token_id: Optional[int]) -> Tensor:
+        """The decoding loop of ``generate`` (model in eval mode, q/k/v packed)."""
         ids, block = input_ids, self.config.block_size
         mask = attention_mask
         if mask is not None and bool(mask.all()):
@@ -252,7 +278,6 @@ class TinyGPT(nn.Module):
                 mask = torch.cat((mask, mask.new_ones(mask.shape[0], 1)), dim=1)
             if eos is not None and bool(finished.all()):
                 break
-        self.train(was_training)
         return ids
 
     # ---- transformers interoperability -------------------------------------------------------

@@ -352,7 +352,7 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
         history.train.append({"step": step, "loss": step_loss, "lr": lr, "tokens": tokens})
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
-        if eval_data is not None and ((config.eval_every and step % config.eval_every == 0) or step == last):
+        if eval_data is not None and ((config.eval_every and step % config.eval_every == 0) or step == config.max_steps):
             if run_eval() and step < last:
                 stopped_early = True
         if config.save_every and step % config.save_every == 0:

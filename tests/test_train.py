@@ -1,0 +1,167 @@
+"""The fine-tuning loop: loss, schedule, precision choice, accumulation, packing, resume, early stopping."""
+import copy
+import math
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, get_cosine_schedule_with_warmup
+
+from instructlib.config import choose_autocast_dtype, needs_grad_scaler
+from instructlib.data.collate import DataCollatorForInstructions
+from instructlib.nn.gpt import GPTConfig, TinyGPT
+from instructlib.train.__main__ import tiny_random_setup
+from instructlib.train.loop import (TrainConfig, evaluate, forward_logits, make_grad_scaler, masked_loss_sum,
+                                    resolve_precision, train, warmup_cosine)
+
+COLLATE = DataCollatorForInstructions(pad_token_id=0)
+
+
+def run(config, model=None, data=None, **kw):
+    base, examples = tiny_random_setup()
+    model = model or base
+    return model, train(model, data or examples, kw.pop("collate", COLLATE), config, device="cpu", **kw)
+
+
+def losses(result):
+    return [r["loss"] for r in result.history.train]
+
+
+def test_masked_loss_equals_transformers_loss():
+    model, examples = tiny_random_setup()
+    batch = COLLATE(examples[:6])
+    logits = forward_logits(model, batch)
+    ours = masked_loss_sum(logits, batch["labels"]) / (batch["labels"][:, 1:] != -100).sum()
+    theirs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_warmup_cosine_matches_transformers_schedule():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=5, num_training_steps=30)
+    for step in range(31):
+        assert warmup_cosine(step, 5, 30) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-12), step
+        opt.step()
+        sched.step()
+    assert warmup_cosine(30, 5, 30, min_lr_ratio=0.1) == pytest.approx(0.1)
+    assert warmup_cosine(5, 5, 30, min_lr_ratio=0.1) == pytest.approx(1.0)
+
+
+def test_loop_follows_the_schedule():
+    _, result = run(TrainConfig(max_steps=8, batch_size=8, lr=1e-2, warmup_steps=3, min_lr_ratio=0.2, progress=False))
+    lrs = [r["lr"] for r in result.history.train]
+    assert lrs == pytest.approx([1e-2 * warmup_cosine(s, 3, 8, 0.2) for s in range(8)])
+
+
+@pytest.mark.parametrize("device_type,bf16,expected", [("cuda", True, torch.bfloat16), ("cuda", False, torch.float16),
+                                                        ("cpu", False, None), ("mps", False, None)])
+def test_mixed_precision_choice(device_type, bf16, expected):
+    dtype = choose_autocast_dtype(device_type, bf16)
+    assert dtype == expected
+    assert needs_grad_scaler(dtype) == (dtype == torch.float16), "a GradScaler exactly for fp16 (T4-class GPUs)"
+
+
+def test_grad_scaler_created_exactly_for_fp16():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) is None, "no autocast on CPU"
+    assert resolve_precision("bf16", cpu) == torch.bfloat16 and resolve_precision("fp32", cpu) is None
+    assert isinstance(make_grad_scaler(torch.float16, cpu), torch.amp.GradScaler)
+    assert make_grad_scaler(torch.bfloat16, cpu) is None and make_grad_scaler(None, cpu) is None
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8", cpu)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_loop_trains_under_autocast(precision, tmp_path):
+    config = TrainConfig(max_steps=4, batch_size=8, lr=1e-2, precision=precision, progress=False,
+                         checkpoint_dir=str(tmp_path))
+    _, result = run(config)
+    assert all(math.isfinite(x) for x in losses(result))
+    scaler_state = torch.load(tmp_path / "last.pt", weights_only=False)["scaler"]
+    assert (scaler_state is not None) == (precision == "fp16"), "the scaler is saved exactly when it exists"
+
+
+def test_gradient_accumulation_gives_the_same_steps_as_a_big_batch():
+    model_a, big = run(TrainConfig(max_steps=4, batch_size=8, lr=1e-2, progress=False))
+    model_b, accumulated = run(TrainConfig(max_steps=4, batch_size=4, grad_accum=2, lr=1e-2, progress=False))
+    torch.testing.assert_close(torch.tensor(losses(accumulated)), torch.tensor(losses(big)), rtol=1e-5, atol=1e-6)
+    for (n, a), b in zip(model_a.named_parameters(), model_b.parameters()):
+        if n.endswith("c_attn.bias"):  # its key part has a zero gradient in exact arithmetic (softmax is
+            continue                   # shift-invariant): Adam turns the rounding noise into full-size steps
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_packing_trains_like_padding_on_a_transformers_model():
+    config = TrainConfig(max_steps=3, batch_size=8, lr=1e-2, progress=False)
+    _, padded = run(config)
+    _, packed = run(config, collate=DataCollatorForInstructions(pad_token_id=0, packing=True, max_length=64))
+    torch.testing.assert_close(torch.tensor(losses(packed)), torch.tensor(losses(padded)), rtol=1e-4, atol=1e-5)
+
+
+def test_tinygpt_trains_and_refuses_packed_batches():
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(vocab_size=64, block_size=64, n_layer=2, n_head=2, n_embd=32))
+    _, result = run(TrainConfig(max_steps=12, batch_size=8, lr=1e-2, progress=False), model=model)
+    assert losses(result)[-1] < losses(result)[0] - 0.1
+    packer = DataCollatorForInstructions(pad_token_id=0, packing=True, max_length=64)
+    with pytest.raises(ValueError, match="packed batches need a transformers model"):
+        run(TrainConfig(max_steps=1, batch_size=8, progress=False), model=model, collate=packer)
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
+    """Dropout on, length grouping on, evaluation on: a resumed run must still be bit-identical."""
+    def fresh():
+        model, data = tiny_random_setup()
+        torch.manual_seed(1)
+        dropout = GPT2LMHeadModel(GPT2Config(**{**model.config.to_dict(), "resid_pdrop": 0.1, "embd_pdrop": 0.1}))
+        return dropout, data
+
+    config = dict(max_steps=8, batch_size=4, grad_accum=2, lr=1e-2, warmup_steps=2, group_by_length=True,
+                  eval_every=3, progress=False)
+    model, data = fresh()
+    full = train(model, data, COLLATE, TrainConfig(**config), eval_data=data[:8], device="cpu")
+
+    first, data = fresh()
+    half = train(first, data, COLLATE, TrainConfig(**config, stop_at=4, checkpoint_dir=str(tmp_path)),
+                 eval_data=data[:8], device="cpu")
+    assert half.step == 4 and (tmp_path / "last.pt").exists()
+    torch.manual_seed(123)  # a new process would start from other RNG states and other weights
+    second, data = fresh()
+    resumed = train(second, data, COLLATE, TrainConfig(**config), eval_data=data[:8], device="cpu",
+                    resume_from=tmp_path / "last.pt")
+    assert resumed.step == 8 and losses(resumed) == losses(full)
+    assert resumed.history.eval == full.history.eval
+    for (n, a), b in zip(model.named_parameters(), second.parameters()):
+        assert torch.equal(a, b), n
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "checkpoints are written atomically"
+
+
+def test_early_stopping_restores_the_best_weights():
+    model, data = tiny_random_setup()
+    train_data, val_data = data[:48], data[48:]
+    config = TrainConfig(max_steps=40, batch_size=8, lr=0.05, eval_every=2, patience=2, progress=False)
+    result = train(model, train_data, COLLATE, config, eval_data=val_data, device="cpu")
+    assert result.stopped_early and result.step < 40
+    vals = [r["val_loss"] for r in result.history.eval]
+    assert result.best_val_loss == min(vals) and vals[-1] > min(vals)
+    assert evaluate(model, val_data, COLLATE) == pytest.approx(result.best_val_loss, rel=1e-6)
+
+
+def test_history_plots_loss_curves():
+    import matplotlib
+    matplotlib.use("Agg")
+    model, data = tiny_random_setup()
+    result = train(model, data, COLLATE, TrainConfig(max_steps=3, batch_size=8, eval_every=1, progress=False),
+                   eval_data=data[:8], device="cpu")
+    ax = result.history.plot()
+    assert len(ax.lines) == 2 and list(ax.lines[1].get_xdata()) == [0, 1, 2, 3]
+    assert result.tokens == sum(r["tokens"] for r in result.history.train[-1:]) > 0
+
+
+def test_bad_inputs_are_clear_errors():
+    model, data = tiny_random_setup()
+    frozen = copy.deepcopy(model).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train(frozen, data, COLLATE, TrainConfig(max_steps=1, progress=False), device="cpu")
+    with pytest.raises(ValueError, match="gradient_checkpointing_enable"):
+        train(TinyGPT(GPTConfig(vocab_size=64, block_size=64, n_layer=1, n_head=2, n_embd=32)), data, COLLATE,
+              TrainConfig(max_steps=1, gradient_checkpointing=True, progress=False), device="cpu")
