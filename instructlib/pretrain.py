@@ -179,7 +179,7 @@ def pretrain_config(profile: Optional[Profile] = None) -> PretrainConfig:
         return PretrainConfig()
     if p.name == "cpu":
         return PretrainConfig(vocab_size=2048, block_size=128, n_layer=4, n_head=4, n_embd=128,
-                              steps=1200, batch_size=16, lr=2e-3, warmup_steps=50, eval_every=100,
+                              steps=300, batch_size=16, lr=2e-3, warmup_steps=30, eval_every=50,
                               eval_windows=128, corpus="cpu")
     return PretrainConfig(vocab_size=4096, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.1,
                           steps=5000, batch_size=64, lr=1e-3, warmup_steps=200, eval_every=250,
