@@ -33,6 +33,23 @@ def colab_badge(path: str) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` from the repository (fetched from GitHub when installed on Colab)."""
+    import importlib.util
+    import urllib.request
+
+    path = ROOT / "benchmarks" / f"{name}.py"
+    if not path.exists():  # a non-editable install has no benchmarks/: fetch the one script
+        path = Path(tempfile.gettempdir()) / "instructlib-benchmarks" / f"{name}.py"
+        path.parent.mkdir(exist_ok=True)
+        urllib.request.urlretrieve(f"https://raw.githubusercontent.com/{REPO}/main/benchmarks/{name}.py", path)
+    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -43,7 +60,7 @@ def report(chapter: str, **results: Any) -> None:
 
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in results.items())
     table = f"**Chapter {chapter} results**\n\n| result | value |\n|---|---|\n{rows}"
-    clean = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()}
+    clean = {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in results.items()}
     display({"text/markdown": table, "text/plain": table,
              RESULTS_MIME: {"chapter": chapter, "results": clean}}, raw=True)
 

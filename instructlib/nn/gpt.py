@@ -5,7 +5,8 @@ the attention itself runs through ``torch.nn.functional.scaled_dot_product_atten
 from-scratch version in ``instructlib.nn.attention`` computes the same thing and can be swapped in).
 
 * ``model(input_ids)`` returns logits (B, T, V); with ``use_cache=True`` it returns
-  ``GPTOutput(logits, past_key_values)``, the cache being one ``(k, v)`` pair of (B, H, T, D) per layer.
+  ``GPTOutput(logits, past_key_values)``, a ``KVCache`` whose ``cache[i]`` is layer i's ``(k, v)``,
+  each (B, H, T, D).
 * ``attention_mask`` is the Hugging Face (B, T) 1/0 padding mask over past + new tokens; position ids
   then come from it (``cumsum - 1``, as transformers does), so left-padded batches give the same
   logits for their real tokens as unpadded rows do.
@@ -25,7 +26,6 @@ from instructlib.lm.sampling import sample_next
 from instructlib.nn.attention import MultiHeadAttention
 from instructlib.nn.blocks import LearnedPositionalEmbedding, TransformerBlock
 
-KVCache = tuple[tuple[Tensor, Tensor], ...]  # one (k, v) pair of shape (B, H, T_past, D) per layer
 # GELU flavours: our name -> (torch approximate=..., transformers activation_function)
 ACTIVATIONS = {"gelu": ("none", "gelu"), "gelu_tanh": ("tanh", "gelu_new")}
 
@@ -64,8 +64,49 @@ class GPTOutput(NamedTuple):
     past_key_values: KVCache
 
 
+class KVCache:
+    """Keys and values of the tokens seen so far, for every layer, preallocated to ``max_len`` positions.
+
+    Each decoding step appends its new (B, H, T, D) keys and values after the past ones along time;
+    ``cache[i]`` is layer i's ``(k, v)`` so far, like the classic tuple-of-tuples cache. Writing into a
+    preallocated buffer gives the same tensors as ``torch.cat((past, new), dim=2)`` without copying the
+    whole past at every step. The cache is updated in place.
+    """
+
+    def __init__(self, n_layer: int, max_len: int):
+        self.max_len = max_len
+        self.lengths = [0] * n_layer
+        self.keys: list[Optional[Tensor]] = [None] * n_layer
+        self.values: list[Optional[Tensor]] = [None] * n_layer
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, layer: int) -> tuple[Tensor, Tensor]:
+        end = self.lengths[layer]
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    @property
+    def seq_len(self) -> int:
+        """Number of cached positions."""
+        return self.lengths[0]
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store new k, v (B, H, T, D) of ``layer`` after its past ones; return all its keys and values."""
+        start, end = self.lengths[layer], self.lengths[layer] + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KVCache holds max_len={self.max_len} positions, {end} needed")
+        if self.keys[layer] is None:
+            b, h, _, d = k.shape
+            self.keys[layer], self.values[layer] = k.new_empty(b, h, self.max_len, d), v.new_empty(b, h, self.max_len, d)
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        self.lengths[layer] = end
+        return self[layer]
+
+
 class CausalSelfAttention(MultiHeadAttention):
-    """Chapter 02's multi-head attention plus a KV cache: past keys/values are concatenated along time."""
+    """Chapter 02's multi-head attention plus a KV cache: new keys/values are appended along time."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__(d_model, n_heads, dropout=dropout, bias=bias)
@@ -81,17 +122,17 @@ class CausalSelfAttention(MultiHeadAttention):
             self.packed_qkv = torch.cat([p.weight for p in projs]), b
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False,
-                past_kv: Optional[tuple[Tensor, Tensor]] = None, use_cache: bool = False):
-        """Attend from x (B, T, C) to past + x; returns (out (B, T, C), new (k, v) or None)."""
+                cache: Optional[KVCache] = None, layer: int = 0) -> Tensor:
+        """Attend from x (B, T, C) to the cached past and x (appended to ``cache`` as ``layer``)."""
         if self.packed_qkv is None:
             q, k, v = (self.split_heads(p(x)) for p in (self.q_proj, self.k_proj, self.v_proj))
         else:
             q, k, v = (self.split_heads(t) for t in F.linear(x, *self.packed_qkv).split(self.d_model, dim=-1))
-        if past_kv is not None:
-            k, v = torch.cat((past_kv[0], k), dim=2), torch.cat((past_kv[1], v), dim=2)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
         y = self.attention_fn(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
                               dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(self.merge_heads(y)), ((k, v) if use_cache else None)
+        return self.out_proj(self.merge_heads(y))
 
 
 class Block(TransformerBlock):
@@ -109,11 +150,10 @@ class Block(TransformerBlock):
             self.ffn.fc2 = nn.Linear(4 * c.n_embd, c.n_embd, bias=False)
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False,
-                past_kv: Optional[tuple[Tensor, Tensor]] = None, use_cache: bool = False):
-        """One block over x (B, T, C); returns (x, new (k, v) or None)."""
-        a, kv = self.attn(self.ln1(x), attn_mask, is_causal, past_kv, use_cache)
-        x = x + self.dropout(a)
-        return x + self.ffn(self.ln2(x)), kv
+                cache: Optional[KVCache] = None, layer: int = 0) -> Tensor:
+        """One block over x (B, T, C), its keys and values appended to ``cache`` as ``layer``."""
+        x = x + self.dropout(self.attn(self.ln1(x), attn_mask, is_causal, cache, layer))
+        return x + self.ffn(self.ln2(x))
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -176,9 +216,12 @@ class TinyGPT(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, time), got shape {tuple(input_ids.shape)}")
         b, t = input_ids.shape
-        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        if past_key_values is not None and len(past_key_values) != self.config.n_layer:
-            raise ValueError(f"past_key_values has {len(past_key_values)} layers, the model {self.config.n_layer}")
+        cache = past_key_values
+        if cache is None and use_cache:
+            cache = KVCache(self.config.n_layer, self.config.block_size)
+        past_len = 0 if cache is None else cache.seq_len
+        if cache is not None and len(cache) != self.config.n_layer:
+            raise ValueError(f"past_key_values has {len(cache)} layers, the model {self.config.n_layer}")
         if attention_mask is not None and tuple(attention_mask.shape) != (b, past_len + t):
             raise ValueError(f"attention_mask must be (batch, past + new) = {(b, past_len + t)}, "
                              f"got {tuple(attention_mask.shape)}")
@@ -193,11 +236,9 @@ class TinyGPT(nn.Module):
             x = x + self.wpe.emb(position_ids)
         x = self.drop(x)
         mask, is_causal = sdpa_mask(attention_mask, t, past_len, causal, x.device)
-        cache = []
         for i, block in enumerate(self.h):
-            x, kv = block(x, mask, is_causal, None if past_key_values is None else past_key_values[i], use_cache)
-            cache.append(kv)
-        return self.ln_f(x), (tuple(cache) if use_cache else None)
+            x = block(x, mask, is_causal, cache, i)
+        return self.ln_f(x), cache
 
     def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None, causal: bool = True,
                 past_key_values: Optional[KVCache] = None, use_cache: bool = False,
@@ -206,7 +247,7 @@ class TinyGPT(nn.Module):
 
         ``attention_mask`` (B, T_past + T) marks real tokens with 1 and padding with 0; ``causal=False``
         lets every position see the whole sequence (masked-LM training); ``past_key_values`` is the cache
-        returned by a previous call, ``input_ids`` then holding only the new tokens.
+        returned by a previous call (updated in place), ``input_ids`` then holding only the new tokens.
         """
         h, cache = self.hidden_states(input_ids, attention_mask, causal, past_key_values, use_cache, position_ids)
         logits = self.lm_head(h)
