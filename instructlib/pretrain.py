@@ -22,7 +22,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .config import Profile, cache_dir, get_profile
+from .config import Profile, cache_dir, get_device, get_profile
 from .corpus import CORPUS_VERSION, corpus_digest, load_corpus
 from .lm.metrics import perplexity_from_loss
 from .nn.gpt import GPTConfig, TinyGPT
@@ -61,17 +61,19 @@ def mask_tokens(input_ids: torch.Tensor, mask_token_id: int, vocab_size: int, sp
     """
     if not 0 < mlm_probability < 1:
         raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
-    g = dict(generator=generator, device=input_ids.device)
-    special = torch.tensor(sorted(set(special_ids)) or [-1], device=input_ids.device)
+    device, shape = input_ids.device, input_ids.shape
+    # random numbers come from a CPU generator: the same masks on every device
+    rand = lambda: torch.rand(shape, generator=generator).to(device)  # noqa: E731
+    special = torch.tensor(sorted(set(special_ids)) or [-1], device=device)
     maskable = ~torch.isin(input_ids, special)
-    chosen = (torch.rand(input_ids.shape, **g) < mlm_probability) & maskable
+    chosen = (rand() < mlm_probability) & maskable
     labels = input_ids.masked_fill(~chosen, IGNORE_INDEX)
-    u = torch.rand(input_ids.shape, **g)
+    u = rand()
     to_mask, to_random = chosen & (u < 0.8), chosen & (u >= 0.8) & (u < 0.9)
     # random replacements are drawn among the ordinary tokens (specials never appear as noise)
     ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_ids) | {mask_token_id}],
-                            device=input_ids.device)
-    random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, **g)]
+                            device=device)
+    random_ids = ordinary[torch.randint(len(ordinary), shape, generator=generator).to(device)]
     inputs = input_ids.masked_fill(to_mask, mask_token_id)
     inputs = torch.where(to_random, random_ids, inputs)
     return inputs, labels
@@ -126,8 +128,9 @@ def heldout_loss(model: TinyGPT, data: torch.Tensor, block_size: int, batch_size
     """Mean loss over consecutive non-overlapping windows of ``data`` (deterministic; masking seeded)."""
     was_training = model.training
     model.eval()
+    data = data.to(next(model.parameters()).device)
     windows = data[: len(data) // block_size * block_size].view(-1, block_size)[:max_windows]
-    g = torch.Generator(device=data.device).manual_seed(1234)
+    g = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
     for i in range(0, len(windows), batch_size):
         batch = windows[i:i + batch_size]
@@ -208,7 +211,7 @@ def train(model: TinyGPT, data: torch.Tensor, config: PretrainConfig, objective:
 
     def evaluate(step: int) -> None:
         if heldout is not None:
-            loss = heldout_loss(model, heldout.to(device), config.block_size, max_windows=config.eval_windows,
+            loss = heldout_loss(model, heldout, config.block_size, max_windows=config.eval_windows,
                                 objective=objective, **masked)
             history.eval.append({"step": step, "val_loss": loss})
 
@@ -276,12 +279,12 @@ def course_model_dir(profile: Union[None, str, Profile] = None, progress: bool =
         train_ids = encode_documents(tokenizer, load_corpus("train", cfg.corpus))
         heldout_ids = encode_documents(tokenizer, load_corpus("heldout", cfg.corpus))
         torch.manual_seed(cfg.seed)
-        model = TinyGPT(cfg.gpt_config(len(tokenizer)))
+        model = TinyGPT(cfg.gpt_config(len(tokenizer))).to(get_device())
         start = time.perf_counter()
         history = train(model, train_ids, cfg, heldout=heldout_ids, progress=progress)
         seconds = time.perf_counter() - start
         ppl = perplexity(model, heldout_ids, cfg.block_size)
-        torch.save(model.state_dict(), out / "model.pt")
+        torch.save(model.cpu().state_dict(), out / "model.pt")
         save_tokenizer(tokenizer, out / "tokenizer")
         meta = {"gpt_config": model.config_dict(), "pretrain_config": asdict(cfg), "profile": p.name,
                 "parameters": model.num_parameters(), "train_tokens": len(train_ids),

@@ -158,9 +158,21 @@ def test_cached_forward_matches_full_forward():
     out = model(x[:, :9], use_cache=True)
     assert len(out.past_key_values) == model.config.n_layer
     assert out.past_key_values[0][0].shape == (2, 4, 9, 8)
+    past_k = out.past_key_values[1][0].clone()
     step = model(x[:, 9:], past_key_values=out.past_key_values, use_cache=True)  # several new tokens at once
     torch.testing.assert_close(torch.cat([out.logits, step.logits], dim=1), full, atol=1e-4, rtol=0)
-    assert step.past_key_values[0][0].shape[2] == 16
+    assert step.past_key_values.seq_len == 16
+    k, v = step.past_key_values[1]  # the cache holds the past keys followed by the new ones
+    _, fresh = model(x, use_cache=True)
+    torch.testing.assert_close(k[:, :, :9], past_k)
+    torch.testing.assert_close((k, v), fresh[1], atol=1e-5, rtol=0)
+
+
+def test_kv_cache_is_bounded_by_block_size():
+    model = tiny()
+    out = model(torch.zeros(1, BLOCK, dtype=torch.long), use_cache=True)
+    with pytest.raises(ValueError, match="block_size=48"):
+        model(torch.zeros(1, 1, dtype=torch.long), past_key_values=out.past_key_values, use_cache=True)
 
 
 def test_greedy_generation_identical_with_and_without_cache():

@@ -47,7 +47,8 @@ def test_min_count_maps_rare_words_to_unk():
 
 @pytest.mark.parametrize("bad, error", [
     (dict(n=0), ValueError), (dict(n=2, smoothing="laplace"), ValueError),
-    (dict(n=2, smoothing="add_k", k=0), ValueError), (dict(n=2, discount=1.5), ValueError)])
+    (dict(n=2, smoothing="add_k", k=0), ValueError), (dict(n=2, discount=1.5), ValueError),
+    (dict(n=2, min_count=0), ValueError)])
 def test_bad_arguments(bad, error):
     with pytest.raises(error):
         NGramLM(**bad)

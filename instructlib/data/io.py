@@ -44,7 +44,7 @@ def iter_json_items(path: PathLike, text: str | None = None) -> Iterator[tuple[i
     stripped = text.lstrip()
     if not stripped:
         raise DataError(path, None, None, "file is empty")
-    if stripped[0] == "[" and not Path(path).suffix == ".jsonl":
+    if stripped[0] == "[" and Path(path).suffix != ".jsonl":
         yield from _iter_array(path, text)
         return
     for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 is data

@@ -58,12 +58,15 @@ class NGramLM:
             raise ValueError(f"add-k smoothing needs k > 0, got {k!r} (k=0 is smoothing='mle')")
         if smoothing == "kneser_ney" and not 0 < discount <= 1:
             raise ValueError(f"Kneser-Ney discount must be in (0, 1], got {discount!r}")
+        if not isinstance(min_count, int) or min_count < 1:
+            raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
         self.n, self.smoothing, self.k, self.discount, self.min_count = n, smoothing, k, discount, min_count
         self.vocab: list[str] = []
 
     # ---------------------------------------------------------------- training
     def fit(self, sentences: Sequence[Sequence[str]]) -> "NGramLM":
         """Count n-grams of every order 1..n in tokenised ``sentences``; return self."""
+        sentences = list(sentences)
         freq = Counter()
         for i, sentence in enumerate(sentences):
             if isinstance(sentence, str):

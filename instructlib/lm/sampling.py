@@ -74,7 +74,10 @@ def sample_next(
     top_p: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """Draw one token id per row of ``logits`` (shape ``(..., V)``); ``temperature=0`` means greedy."""
+    """Draw one token id per row of ``logits`` (shape ``(..., V)``); ``temperature=0`` means greedy.
+
+    ``generator`` (for reproducible draws) must live on the same device as ``logits``.
+    """
     if temperature == 0:
         return greedy_next(logits)
     logits = filter_logits(logits.float(), temperature, top_k, top_p)

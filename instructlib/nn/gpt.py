@@ -97,8 +97,8 @@ class KVCache:
         if end > self.max_len:
             raise ValueError(f"KVCache holds max_len={self.max_len} positions, {end} needed")
         if self.keys[layer] is None:
-            b, h, _, d = k.shape
-            self.keys[layer], self.values[layer] = k.new_empty(b, h, self.max_len, d), v.new_empty(b, h, self.max_len, d)
+            shape = (k.shape[0], k.shape[1], self.max_len, k.shape[3])
+            self.keys[layer], self.values[layer] = k.new_empty(shape), v.new_empty(shape)
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
         self.lengths[layer] = end
