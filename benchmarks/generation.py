@@ -1,12 +1,13 @@
 """Generation speed of TinyGPT: KV cache vs no cache, and TinyGPT vs GPT2LMHeadModel.generate, in one run.
 
-    python benchmarks/generation.py            # 6 layers x 384, vocab 4096, 256 new tokens (about a minute)
+    python benchmarks/generation.py            # 6 layers x 384, vocab 4096, 256 new tokens (a few minutes on 2 cores)
     python benchmarks/generation.py --quick    # a small model, a few seconds
 
 All three decoders run greedy (so they should emit the same tokens: reported) on the same random
 weights and the same prompt, batch 1, after a warmup; each number is the median of ``repeats`` runs,
 the three decoders taking turns so that a change in machine load hits them alike. Tokens per
-CPU-second (this process's CPU time) is shown too: on a shared machine it is the steadier number.
+CPU-second (this process's CPU time, all threads) is shown too: on a shared machine it is the steadier
+number (compare it between runs with the same ``--threads``).
 Targets: cache / no cache >= 3x; TinyGPT / transformers >= 1x.
 """
 from __future__ import annotations
@@ -37,8 +38,8 @@ def measure(config: dict | None = None, prompt_len: int = 16, new_tokens: int = 
     """Tokens/s of TinyGPT with and without its KV cache and of the same weights in transformers.
 
     Returns a dict with ``cache_tok_s``, ``no_cache_tok_s``, ``hf_tok_s``, ``cache_speedup`` (cache /
-    no cache), ``vs_hf`` (TinyGPT cache / transformers), ``same_tokens`` (the three greedy outputs
-    agree) and the sizes used.
+    no cache), ``vs_hf`` (TinyGPT cache / transformers), the same five per CPU-second (``cpu_`` prefix),
+    ``same_tokens`` (the three greedy outputs agree) and the sizes used.
     """
     config = GPTConfig(**(config or DEFAULT))
     torch.manual_seed(seed)
@@ -103,7 +104,8 @@ def format_table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small model and 64 new tokens")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small model and 64 new tokens (overhead-bound: the targets are for the default size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+import transformers
+
 from instructlib.config import get_device, set_seed
 from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
 from instructlib.data.io import load_records
@@ -41,17 +43,18 @@ def make_model(vocab_size: int):
 
 def run_trainer(model, data, collate, args, device) -> tuple[float, list[float]]:
     """transformers.Trainer with matching hyper-parameters; (seconds, per-step losses)."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     steps = len(data) // args.batch_size * args.epochs
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=steps,
             learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=args.warmup, weight_decay=0.0,
-            max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True,
+            max_grad_norm=1.0, logging_steps=1, log_level="error", save_strategy="no", report_to=[], disable_tqdm=True,
             dataloader_drop_last=True, seed=0, use_cpu=device.type == "cpu",
             bf16=args.precision == "bf16", fp16=args.precision == "fp16", remove_unused_columns=False)
         trainer = Trainer(model=model, args=targs, train_dataset=data, data_collator=collate)
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
@@ -61,6 +64,7 @@ def run_trainer(model, data, collate, args, device) -> tuple[float, list[float]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--examples", type=int, default=256, help="training examples (one epoch = examples / batch steps)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=5)
@@ -68,14 +72,16 @@ def main() -> None:
     parser.add_argument("--mode", default="packing", choices=["packing", "group_by_length"])
     parser.add_argument("--device", default=str(get_device()))
     args = parser.parse_args()
+    transformers.logging.set_verbosity_error()
     device = torch.device(args.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     tokenizer = load_tokenizer("tinygpt")
     records = load_records(SEED_TASKS) + make_records("train", 30)
+    records = [records[i] for i in torch.randperm(len(records), generator=torch.Generator().manual_seed(0))]
     data, stats = encode_dataset(records, tokenizer, MAX_LENGTH, "alpaca")
     val, _ = encode_dataset(make_records("validation", 5), tokenizer, MAX_LENGTH, "alpaca")
-    data = data[: len(data) // args.batch_size * args.batch_size]  # whole batches: both see every example once
+    data = data[: min(args.examples, len(data)) // args.batch_size * args.batch_size]  # whole batches: both see every example once
     lengths = [len(e["input_ids"]) for e in data]
     tokens = sum(lengths) * args.epochs
     padded = DataCollatorForInstructions(tokenizer)

@@ -125,7 +125,7 @@ def test_from_scratch_attention_gives_the_same_output():
         block.attn.attention_fn = scaled_dot_product_attention
     scratch = model(x), model(ids, attention_mask=mask), model(x, causal=False)
     for a, b in zip(fused, scratch):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_packed_qkv_projection_gives_the_same_output():
@@ -220,7 +220,8 @@ def test_eos_stops_each_row_and_pads():
         assert torch.equal(new[:stop], row[:stop])
         assert (new[stop:] == V - 1).all()
     everyone = model.generate(torch.tensor([PROMPTS[0]]), 12, temperature=0, eos_token_id=eos)
-    assert everyone.shape[1] == len(PROMPTS[0]) + 3, "generation stops once every row finished"
+    first_eos = int((free[0, ids.shape[1]:] == eos).nonzero()[0]) + 1  # row 0 is the longest prompt
+    assert everyone.shape[1] == len(PROMPTS[0]) + first_eos, "generation stops once every row finished"
 
 
 def test_generation_beyond_block_size_crops_context():

@@ -97,6 +97,14 @@ def test_packing_trains_like_padding_on_a_transformers_model():
     torch.testing.assert_close(torch.tensor(losses(packed)), torch.tensor(losses(padded)), rtol=1e-4, atol=1e-5)
 
 
+def test_gradient_checkpointing_changes_memory_not_maths():
+    config = TrainConfig(max_steps=3, batch_size=8, lr=1e-2, progress=False)
+    _, plain = run(config)
+    model, checkpointed = run(TrainConfig(**{**config.__dict__, "gradient_checkpointing": True}))
+    assert model.is_gradient_checkpointing
+    torch.testing.assert_close(torch.tensor(losses(checkpointed)), torch.tensor(losses(plain)), rtol=1e-5, atol=1e-6)
+
+
 def test_tinygpt_trains_and_refuses_packed_batches():
     torch.manual_seed(0)
     model = TinyGPT(GPTConfig(vocab_size=64, block_size=64, n_layer=2, n_head=2, n_embd=32))

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Optional, Union
+from typing import Union
 
 from ..config import Profile, get_profile
 from .generate import GENERATORS, WEIGHTS

@@ -13,11 +13,12 @@ from instructlib.nn.attention import MultiHeadAttention
 class FeedForward(nn.Module):
     """Position-wise MLP: Linear(d_model, d_ff) -> GELU -> Linear(d_ff, d_model) -> dropout."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True,
+                 approximate: str = "none"):
         super().__init__()
-        self.fc1 = nn.Linear(d_model, d_ff)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(d_ff, d_model)
+        self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.act = nn.GELU(approximate=approximate)  # "tanh" is GPT-2's original gelu_new
+        self.fc2 = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,13 +75,16 @@ class LearnedPositionalEmbedding(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-LN block: x + dropout(attn(ln1(x))), then x + ffn(ln2(x))."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0):
+    attention_cls = MultiHeadAttention  # subclasses swap in a variant (e.g. with a KV cache)
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, bias: bool = True,
+                 eps: float = 1e-5, approximate: str = "none"):
         super().__init__()
-        self.ln1 = nn.LayerNorm(d_model)
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ln1 = nn.LayerNorm(d_model, eps=eps, bias=bias)
+        self.attn = self.attention_cls(d_model, n_heads, dropout, bias)
         self.dropout = nn.Dropout(dropout)
-        self.ln2 = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.ln2 = nn.LayerNorm(d_model, eps=eps, bias=bias)
+        self.ffn = FeedForward(d_model, d_ff, dropout, bias, approximate)
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
         """One block over x (B, T, d_model); masks follow scaled_dot_product_attention (True = attend)."""

@@ -57,20 +57,13 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
 
-class GPTOutput(NamedTuple):
-    """What ``TinyGPT.forward(..., use_cache=True)`` returns."""
-
-    logits: Tensor
-    past_key_values: KVCache
-
-
 class KVCache:
     """Keys and values of the tokens seen so far, for every layer, preallocated to ``max_len`` positions.
 
     Each decoding step appends its new (B, H, T, D) keys and values after the past ones along time;
     ``cache[i]`` is layer i's ``(k, v)`` so far, like the classic tuple-of-tuples cache. Writing into a
     preallocated buffer gives the same tensors as ``torch.cat((past, new), dim=2)`` without copying the
-    whole past at every step. The cache is updated in place.
+    whole past at every step. The cache is updated in place (meant for inference, not backprop).
     """
 
     def __init__(self, n_layer: int, max_len: int):
@@ -103,6 +96,13 @@ class KVCache:
         self.values[layer][:, :, start:end] = v
         self.lengths[layer] = end
         return self[layer]
+
+
+class GPTOutput(NamedTuple):
+    """What ``TinyGPT.forward(..., use_cache=True)`` returns."""
+
+    logits: Tensor
+    past_key_values: KVCache
 
 
 class CausalSelfAttention(MultiHeadAttention):
@@ -138,16 +138,12 @@ class CausalSelfAttention(MultiHeadAttention):
 class Block(TransformerBlock):
     """Chapter 02's pre-LN block with the cached attention above."""
 
+    attention_cls = CausalSelfAttention
+
     def __init__(self, config: GPTConfig):
         c = config
-        super().__init__(c.n_embd, c.n_head, 4 * c.n_embd, c.dropout)
-        self.attn = CausalSelfAttention(c.n_embd, c.n_head, c.dropout, c.bias)
-        self.ln1 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
-        self.ln2 = nn.LayerNorm(c.n_embd, eps=c.layer_norm_eps, bias=c.bias)
-        self.ffn.act = nn.GELU(approximate=ACTIVATIONS[c.activation][0])
-        if not c.bias:  # blocks.FeedForward always has biases
-            self.ffn.fc1 = nn.Linear(c.n_embd, 4 * c.n_embd, bias=False)
-            self.ffn.fc2 = nn.Linear(4 * c.n_embd, c.n_embd, bias=False)
+        super().__init__(c.n_embd, c.n_head, 4 * c.n_embd, c.dropout, bias=c.bias, eps=c.layer_norm_eps,
+                         approximate=ACTIVATIONS[c.activation][0])
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False,
                 cache: Optional[KVCache] = None, layer: int = 0) -> Tensor:
@@ -171,7 +167,7 @@ def sdpa_mask(attention_mask: Optional[Tensor], t: int, past_len: int, causal: b
         if past_len == 0:
             return None, True  # the fused causal path
     allowed = None
-    if causal:  # query i sits at absolute position past_len + i
+    if causal and t > 1:  # query i sits at absolute position past_len + i
         allowed = torch.ones(t, past_len + t, dtype=torch.bool, device=device).tril(past_len)
     if attention_mask is not None:
         keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T_k): padding keys are hidden
