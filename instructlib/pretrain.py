@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .config import Profile, cache_dir, get_device, get_profile
+from .config import PROFILES, Profile, cache_dir, get_device, get_profile
 from .corpus import CORPUS_VERSION, corpus_digest, load_corpus
 from .lm.metrics import perplexity_from_loss
 from .nn.gpt import GPTConfig, TinyGPT
@@ -243,7 +243,11 @@ def _key(*parts: object) -> str:
 
 
 def _profile(profile: Union[None, str, Profile]) -> Profile:
-    return Profile(profile) if isinstance(profile, str) else (profile or get_profile())
+    if isinstance(profile, str):
+        if profile not in PROFILES:
+            raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
+        return Profile(profile)
+    return profile or get_profile()
 
 
 def course_tokenizer_dir(profile: Union[None, str, Profile] = None) -> Path:

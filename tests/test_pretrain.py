@@ -185,3 +185,5 @@ def test_recipe_change_gives_a_new_cache_directory(tmp_path, monkeypatch):
     original = pretrain.pretrain_config
     monkeypatch.setattr(pretrain, "pretrain_config", lambda p=None: replace(original(p), vocab_size=300))
     assert pretrain.course_tokenizer_dir("ci") != before
+    with pytest.raises(ValueError, match="laptop"):
+        pretrain.load_course_model("laptop")
