@@ -108,7 +108,6 @@ def test_validate_good_files_and_empty_file(tmp_path, capsys):
 
 
 def test_instructlib_command_line_entry_point(tmp_path):
-    pytest.importorskip("instructlib.grading.cli")  # instructlib.cli loads every command module
     bad = tmp_path / "bad.jsonl"
     bad.write_text(jsonl(task(instances=[{"input": "", "output": 3}])))
     proc = subprocess.run([sys.executable, "-m", "instructlib.cli", "validate", str(bad)],

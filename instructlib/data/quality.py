@@ -153,8 +153,8 @@ def check_clarity(task: Task) -> list[tuple[str, str, str]]:
     words = n_words(text)
     cjk = is_cjk(text)
     if (cjk and words < MIN_CJK_CHARS) or (not cjk and words < MIN_WORDS):
-        out.append(("too_short", f"only {words} {'characters' if cjk else 'words'}: say what the output "
-                    "should be", "warning"))
+        unit = ("character" if cjk else "word") + ("" if words == 1 else "s")
+        out.append(("too_short", f"only {words} {unit}: say what the output should be", "warning"))
     if words > MAX_WORDS:
         out.append(("too_long", f"{words} words (over {MAX_WORDS}): split it or move content to the input",
                     "warning"))
