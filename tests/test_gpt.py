@@ -28,13 +28,7 @@ def left_pad(rows: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Models this small run fastest on one thread (no thread-pool overhead on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 PROMPTS = [[5, 17, 3, 40, 22, 9, 11], [8, 1], [30, 31, 32, 33]]

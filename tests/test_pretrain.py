@@ -15,13 +15,7 @@ from instructlib.pretrain import (IGNORE_INDEX, causal_lm_labels, causal_lm_loss
 V = 97
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(seed: int = 0) -> TinyGPT:
