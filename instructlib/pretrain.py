@@ -23,11 +23,10 @@ import torch.nn.functional as F
 
 from .config import PROFILES, Profile, cache_dir, get_device, get_profile
 from .corpus import CORPUS_VERSION, corpus_digest, load_corpus
-from .lm.metrics import perplexity_from_loss
+from .lm.metrics import IGNORE_INDEX, causal_lm_loss, perplexity_from_loss
 from .nn.gpt import GPTConfig, TinyGPT
 from .tokenization import load_bpe, save_tokenizer, train_bpe
 
-IGNORE_INDEX = -100  # label value that the cross-entropy skips (torch and transformers convention)
 RECIPE_VERSION = "1"  # bump when the training code changes what a given config produces
 
 
@@ -39,14 +38,6 @@ def causal_lm_labels(input_ids: torch.Tensor, attention_mask: Optional[torch.Ten
     if attention_mask is not None:
         labels[attention_mask == 0] = IGNORE_INDEX
     return labels
-
-
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy: logits at t (B, T, V) are scored against labels at t+1 (B, T)."""
-    shifted_logits = logits[:, :-1, :]  # the last position has nothing left to predict
-    targets = labels[:, 1:]             # the first token has no context to be predicted from
-    return F.cross_entropy(shifted_logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
 
 
 def mask_tokens(input_ids: torch.Tensor, mask_token_id: int, vocab_size: int, special_ids: Sequence[int] = (),

@@ -14,7 +14,8 @@ from typing import Iterable, Optional, Sequence
 
 import torch
 
-IGNORE_INDEX = -100  # the default ``ignore_index`` of torch.nn.functional.cross_entropy
+from ..lm.metrics import IGNORE_INDEX
+
 
 
 # A chat template without Alpaca's 40-word preamble, for models with short context windows (TinyGPT:

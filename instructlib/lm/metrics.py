@@ -54,3 +54,18 @@ def perplexity_from_logprobs(logprobs: Iterable[float]) -> float:
     if any(v == -math.inf for v in values):
         return math.inf
     return perplexity_from_loss(-sum(values) / len(values))
+
+
+IGNORE_INDEX = -100  # label value the cross-entropy skips (torch and transformers convention)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy: logits at t (B, T, V) are scored against labels at t+1 (B, T).
+
+    Positions labelled ``IGNORE_INDEX`` (padding, instruction prompts) do not count. ``reduction``
+    is "mean" over counted tokens or "sum" (the SFT loop divides by the global count itself).
+    """
+    shifted_logits = logits[:, :-1, :]  # the last position has nothing left to predict
+    targets = labels[:, 1:]             # the first token has no context to be predicted from
+    return torch.nn.functional.cross_entropy(shifted_logits.reshape(-1, logits.size(-1)).float(),
+                                             targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction=reduction)

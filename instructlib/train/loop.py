@@ -23,12 +23,12 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..config import autocast_dtype, get_device, needs_grad_scaler
 from ..data.collate import IGNORE_INDEX, length_grouped_batches
+from ..lm.metrics import causal_lm_loss
 
 
 @dataclass
@@ -135,8 +135,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
 
 def masked_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum of next-token cross-entropies over learned positions (logits at t predict labels at t+1)."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+    return causal_lm_loss(logits, labels, reduction="sum")
 
 
 def learned_tokens(example: dict) -> int:
