@@ -7,7 +7,6 @@ per chapter with its run time and the results the notebook passed to :func:`repo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -77,17 +76,13 @@ def collected_results(nb) -> dict:
 
 
 def write_notebook_atomic(nb, path: Path) -> None:
-    """Write ``nb`` to ``path`` via a temporary file and a rename."""
+    """Write ``nb`` to ``path`` via a temporary file and a rename (same bytes as ``nbformat.write``)."""
     import nbformat
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .data.io import atomic_write_text
+
+    text = nbformat.writes(nb)
+    atomic_write_text(path, [text if text.endswith("\n") else text + "\n"])
 
 
 def execute_notebook(path: Path, timeout: int = 3600) -> tuple[float, dict]:

@@ -5,7 +5,6 @@ would then measure memorised tasks, not generalisation to new instructions.
 """
 from __future__ import annotations
 
-import math
 import random
 from typing import Any, Callable, Optional, Sequence, TypeVar
 

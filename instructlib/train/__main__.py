@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import set_seed
+from ..data.io import atomic_write_text
 from .loop import TrainConfig, train
 
 
@@ -75,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"world={dist.get_world_size() if distributed else 1} steps={result.step} "
               f"first loss={losses[0]:.4f} last loss={losses[-1]:.4f}")
         if args.out:
-            tmp = args.out.with_name(args.out.name + ".tmp")
-            tmp.write_text(json.dumps({"losses": losses}))
-            os.replace(tmp, args.out)
+            atomic_write_text(args.out, [json.dumps({"losses": losses})])
     if distributed:
         dist.destroy_process_group()
     return 0
