@@ -1,8 +1,9 @@
 """Supervised fine-tuning throughput: instructlib.train against transformers.Trainer, in one run.
 
 Same model (TinyGPT's architecture as a GPT2LMHeadModel, same initial weights), same data (the
-course's seed tasks and verifiable tasks in the Alpaca format), same batch size, same number of
-steps (one epoch), same masked loss, same optimizer and schedule. The Trainer gets its defaults
+course's seed tasks and verifiable tasks, rendered with the course tokenizer's chat template as in
+chapter 05: 36-256 tokens, so random batches are about half padding), same batch size, same number
+of steps (one epoch), same masked loss, same optimizer and schedule. The Trainer gets its defaults
 (random batches padded to their longest example); instructlib.train packs examples into rows
 (or groups them by length) and has no per-step overhead beyond the maths.
 
@@ -79,8 +80,8 @@ def main() -> None:
     tokenizer = load_tokenizer("tinygpt")
     records = load_records(SEED_TASKS) + make_records("train", 30)
     records = [records[i] for i in torch.randperm(len(records), generator=torch.Generator().manual_seed(0))]
-    data, stats = encode_dataset(records, tokenizer, MAX_LENGTH, "alpaca")
-    val, _ = encode_dataset(make_records("validation", 5), tokenizer, MAX_LENGTH, "alpaca")
+    data, _ = encode_dataset(records, tokenizer, MAX_LENGTH, "chat")
+    val, _ = encode_dataset(make_records("validation", 5), tokenizer, MAX_LENGTH, "chat")
     data = data[: min(args.examples, len(data)) // args.batch_size * args.batch_size]  # whole batches: both see every example once
     lengths = [len(e["input_ids"]) for e in data]
     tokens = sum(lengths) * args.epochs

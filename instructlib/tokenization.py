@@ -22,6 +22,14 @@ PAD_TOKEN = "<|pad|>"
 MASK_TOKEN = "<|mask|>"
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, MASK_TOKEN]  # ids 0, 1, 2
 
+# The course model's chat template: Alpaca's "### Instruction / ### Response" markers without its
+# 40-word preamble, which alone would take ~75 of TinyGPT's 128 positions. Chapters 05-09 train and
+# evaluate with it through ``render_for_training/render_for_inference(template="chat")``.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n"
+    "### Response:\n{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% endfor %}")
+
 
 def bpe_tokenizer() -> Tokenizer:
     """An untrained byte-level BPE `tokenizers.Tokenizer` with digit splitting."""
@@ -38,7 +46,7 @@ def wrap(tok: Tokenizer, model_max_length: int = 1024) -> PreTrainedTokenizerFas
     """A transformers fast tokenizer around a trained `tokenizers.Tokenizer`, with the course specials."""
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, mask_token=MASK_TOKEN,
-        model_max_length=model_max_length, clean_up_tokenization_spaces=False)
+        model_max_length=model_max_length, clean_up_tokenization_spaces=False, chat_template=CHAT_TEMPLATE)
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
@@ -72,4 +80,5 @@ def load_bpe(path: Union[str, Path]) -> PreTrainedTokenizerFast:
     for field, want in (("eos_token", EOS_TOKEN), ("pad_token", PAD_TOKEN), ("mask_token", MASK_TOKEN)):
         if getattr(tok, field) != want:
             raise ValueError(f"{path}: tokenizer field {field} is {getattr(tok, field)!r}, expected {want!r}")
+    tok.chat_template = CHAT_TEMPLATE  # also for tokenizers saved before the template existed
     return tok

@@ -78,12 +78,14 @@ def test_provenance_of_every_document(docs):
 
 def test_generated_words_come_from_the_project_sources(docs):
     """Every word of generated text is written in generate.py / words.py (or reversed, plural, upper case)."""
-    source = (resources.files("instructlib.corpus").joinpath("generate.py").read_text("utf-8")
-              + resources.files("instructlib.corpus").joinpath("words.py").read_text("utf-8")).lower()
+    source = "".join(resources.files(package).joinpath(name).read_text("utf-8") for package, name in [
+        ("instructlib.corpus", "generate.py"), ("instructlib.corpus", "words.py"),
+        ("instructlib.data", "verifiable.py")]).lower()  # the task suite's word lists and facts
     known = set(re.findall(r"[a-z]+", source))
     for d in docs:
         if d.source.startswith("generated"):
-            for w in re.findall(r"[A-Za-z]+", d.text):
+            text = re.sub(r'"[a-z0-9]*\d[a-z0-9]*"', "", d.text)  # extract_digits' random letter jumbles
+            for w in re.findall(r"[A-Za-z]+", text):
                 w = w.lower()
                 stems = {w, w[::-1], w[:-1], w[:-2], w[:-3] + "y"}  # reversed or plural forms too
                 assert len(w) == 1 or stems & known, f"{w!r} in {d.source}"
@@ -110,3 +112,25 @@ def test_contains_the_formats_chapter_05_uses(docs):
     for needle in ("reversed is", "in capital letters", "Sorted from smallest to largest",
                    "alphabetical order", "letters", "+", "=", "times", "Once upon a time"):
         assert needle in text, needle
+
+
+def test_task_sentences_never_use_a_held_out_input():
+    """Outside the lookup families every task input in the corpus hashes to its family's train split."""
+    import random
+
+    from instructlib.data.verifiable import FAMILIES, split_of
+
+    rng = random.Random(0)
+    for name in FAMILIES:
+        splits = {split_of(name, generate._corpus_instance(name, rng)[0]) for _ in range(200)}
+        assert splits == ({"train", "validation", "test"} if name in generate.KNOWLEDGE_FAMILIES else {"train"}), name
+
+
+def test_cpu_corpus_states_every_fact_of_the_lookup_families():
+    """Chapter 05 tests capitals and antonyms on held-out inputs: pretraining must have seen them all."""
+    from instructlib.data.verifiable import ANTONYMS, CAPITALS
+
+    sentences = [s for d in corpus.documents("cpu") if ":tasks:" in d.source for s in d.text.split(". ")]
+    for facts in (CAPITALS, ANTONYMS):
+        for key, value in facts.items():
+            assert any(key in s and value in s for s in sentences), (key, value)

@@ -80,6 +80,15 @@ def test_save_and_load_as_fast_tokenizer(tok, tmp_path):
     assert batch["input_ids"][1][-1] == loaded.pad_token_id and batch["attention_mask"][1][-1] == 0
 
 
+def test_chat_template_is_the_compact_instruction_format(tok, tmp_path):
+    """The course tokenizer renders chats as "### Instruction / ### Response", saved and reloaded alike."""
+    messages = [{"role": "user", "content": "Add the two numbers.\n\n2 3"}, {"role": "assistant", "content": "5"}]
+    want = "### Instruction:\nAdd the two numbers.\n\n2 3\n\n### Response:\n5" + EOS_TOKEN
+    save_tokenizer(tok, tmp_path / "tk")
+    for t in (tok, load_bpe(tmp_path / "tk")):
+        assert t.apply_chat_template(messages, tokenize=False) == want
+
+
 def test_load_errors_name_the_file_and_field(tok, tmp_path):
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         load_bpe(tmp_path / "missing")

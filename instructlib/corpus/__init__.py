@@ -24,7 +24,7 @@ from typing import Union
 from ..config import Profile, get_profile
 from .generate import GENERATORS, WEIGHTS
 
-CORPUS_VERSION = "1"
+CORPUS_VERSION = "2"
 SPLITS = ("train", "heldout")
 HELDOUT_EVERY = 20  # generated document i is held out when i % 20 == 19
 PARAGRAPH_HELDOUT_EVERY = 8

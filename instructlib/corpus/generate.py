@@ -194,7 +194,61 @@ def wordplay(rng: random.Random) -> str:
     return " ".join(out)
 
 
+# Lookup families test knowledge: the corpus states every fact of their tables.
+KNOWLEDGE_FAMILIES = ("capital_of", "antonym")
+
+
+def _corpus_instance(name: str, rng: random.Random) -> tuple[str, str]:
+    """An (input, output) pair of verifiable family ``name`` that the corpus may contain.
+
+    Outside the lookup families the input belongs to the family's train split: the corpus never
+    contains a validation or test input of chapter 05's task suite (``tests/test_corpus.py`` checks
+    it), so exact match on those splits measures generalisation to new inputs.
+    """
+    from ..data.verifiable import FAMILIES, split_of
+
+    while True:
+        inp, out = FAMILIES[name].generate(rng)
+        if name in KNOWLEDGE_FAMILIES or split_of(name, inp) == "train":
+            return inp, out
+
+
+# Worked examples of the verifiable operations, written as prose (never as an instruction/response
+# pair): pretraining teaches the skills, instruction tuning (chapter 05) teaches the model to use
+# them when asked. {i} is the input, {o} the output.
+TASK_SENTENCES: dict[str, tuple[str, ...]] = {
+    "reverse_words": ('With the words in reverse order, "{i}" becomes "{o}".',
+                      'Read backwards, the words "{i}" give "{o}".'),
+    "uppercase": ('In capital letters, "{i}" is written "{o}".', 'Shouted, "{i}" looks like "{o}".'),
+    "sort_numbers": ("The numbers {i} in increasing order are {o}.", "Sorting {i} gives {o}."),
+    "count_words": ('"{i}" has {o} {words}.', 'Count them: "{i}" is {o} {words}.'),
+    "add": ("{i0} plus {i1} is {o}.", "The sum of {i0} and {i1} is {o}."),
+    "subtract": ("{i0} minus {i1} is {o}.", "Take {i1} from {i0} and {o} is left."),
+    "max_of_list": ("The largest of {i} is {o}.", "Of the numbers {i}, the biggest is {o}."),
+    "first_last_word": ('The first and last words of "{i}" are "{o}".',
+                        'In "{i}", the list starts and ends with "{o}".'),
+    "repeat_word": ('The word {i0} written {i1} times is "{o}".', 'Say {i0} {i1} times: "{o}".'),
+    "extract_digits": ('The digits in "{i}" are {o}.', 'Without its letters, "{i}" is {o}.'),
+    "capital_of": ("The capital of {i} is {o}.", "{o} is the capital city of {i}.",
+                   "The government of {i} sits in {o}."),
+    "antonym": ('The opposite of "{i}" is "{o}".', '"{i}" and "{o}" are opposites.'),
+    "comma_list": ('As a list with commas, "{i}" is "{o}".', 'With commas: {o}.'),
+}
+
+
+def tasks(rng: random.Random) -> str:
+    """Worked examples of chapter 05's task operations (train-split inputs only), as sentences."""
+    out = []
+    for _ in range(rng.randint(3, 6)):
+        name = rng.choice(sorted(TASK_SENTENCES))
+        inp, o = _corpus_instance(name, rng)
+        parts = inp.split()
+        out.append(rng.choice(TASK_SENTENCES[name]).format(
+            i=inp, o=o, i0=parts[0], i1=parts[-1], words="word" if o == "1" else "words"))
+    return " ".join(out)
+
+
 GENERATORS = {"story": story, "facts": facts, "dialogue": dialogue, "arithmetic": arithmetic,
-              "lists": lists, "wordplay": wordplay}
+              "lists": lists, "wordplay": wordplay, "tasks": tasks}
 # How often each kind is drawn (stories dominate: they teach the model fluent English).
-WEIGHTS = {"story": 8, "facts": 2, "dialogue": 2, "arithmetic": 2, "lists": 1, "wordplay": 1}
+WEIGHTS = {"story": 8, "facts": 2, "dialogue": 2, "arithmetic": 2, "lists": 1, "wordplay": 1, "tasks": 4}

@@ -18,20 +18,6 @@ from ..lm.metrics import IGNORE_INDEX
 
 
 
-# A chat template without Alpaca's 40-word preamble, for models with short context windows (TinyGPT:
-# the preamble alone takes ~75 of its 128 positions). Used through render_for_training(template="chat").
-COMPACT_CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n"
-    "### Response:\n{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}"
-    "{% endfor %}")
-
-
-def with_compact_chat_template(tokenizer):
-    """Give ``tokenizer`` the compact instruction/response chat template (in place); return it."""
-    tokenizer.chat_template = COMPACT_CHAT_TEMPLATE
-    return tokenizer
-
-
 def _ids(tokenizer, text: str) -> list[int]:
     """Token ids of ``text`` without special tokens added by the tokenizer (BOS and the like)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
