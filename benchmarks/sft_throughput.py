@@ -112,9 +112,9 @@ def main() -> None:
 
     ours_tps, trainer_tps = tokens / ours_seconds, tokens / trainer_seconds
     tail = lambda xs: sum(xs[-10:]) / len(xs[-10:])  # noqa: E731
-    print(f"{'':<28}{'tokens/s':>10}{'train loss (last 10)':>22}{'val loss':>10}")
-    print(f"{'transformers.Trainer':<28}{trainer_tps:>10.0f}{tail(trainer_losses):>22.4f}{trainer_val:>10.4f}")
-    print(f"{'instructlib.train (' + args.mode + ')':<28}{ours_tps:>10.0f}{tail(ours_losses):>22.4f}{ours_val:>10.4f}")
+    print(f"{'':<36}{'tokens/s':>10}{'train loss (last 10)':>22}{'val loss':>10}")
+    print(f"{'transformers.Trainer':<36}{trainer_tps:>10.0f}{tail(trainer_losses):>22.4f}{trainer_val:>10.4f}")
+    print(f"{'instructlib.train (' + args.mode + ')':<36}{ours_tps:>10.0f}{tail(ours_losses):>22.4f}{ours_val:>10.4f}")
     print(f"ratio instructlib/Trainer: {ours_tps / trainer_tps:.2f}x tokens/s")
 
 

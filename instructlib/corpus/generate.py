@@ -250,5 +250,6 @@ def tasks(rng: random.Random) -> str:
 
 GENERATORS = {"story": story, "facts": facts, "dialogue": dialogue, "arithmetic": arithmetic,
               "lists": lists, "wordplay": wordplay, "tasks": tasks}
-# How often each kind is drawn (stories dominate: they teach the model fluent English).
-WEIGHTS = {"story": 8, "facts": 2, "dialogue": 2, "arithmetic": 2, "lists": 1, "wordplay": 1, "tasks": 4}
+# How often each kind is drawn: half the documents are worked task examples (the skills chapter 05
+# asks for), a quarter stories (fluent English), the rest facts, dialogues, arithmetic and lists.
+WEIGHTS = {"story": 8, "facts": 2, "dialogue": 2, "arithmetic": 2, "lists": 1, "wordplay": 1, "tasks": 16}
