@@ -101,7 +101,7 @@ def test_gradient_checkpointing_changes_memory_not_maths():
     config = TrainConfig(max_steps=3, batch_size=8, lr=1e-2, progress=False)
     _, plain = run(config)
     model, checkpointed = run(TrainConfig(**{**config.__dict__, "gradient_checkpointing": True}))
-    assert model.is_gradient_checkpointing
+    assert model.is_activation_checkpointing
     torch.testing.assert_close(torch.tensor(losses(checkpointed)), torch.tensor(losses(plain)), rtol=1e-5, atol=1e-6)
 
 
@@ -170,6 +170,6 @@ def test_bad_inputs_are_clear_errors():
     frozen = copy.deepcopy(model).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train(frozen, data, COLLATE, TrainConfig(max_steps=1, progress=False), device="cpu")
-    with pytest.raises(ValueError, match="gradient_checkpointing_enable"):
+    with pytest.raises(ValueError, match="activation_checkpointing_enable"):
         train(TinyGPT(GPTConfig(vocab_size=64, block_size=64, n_layer=1, n_head=2, n_embd=32)), data, COLLATE,
               TrainConfig(max_steps=1, gradient_checkpointing=True, progress=False), device="cpu")

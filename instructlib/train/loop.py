@@ -257,9 +257,12 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
     device = torch.device(device) if device is not None else get_device()
     model.to(device).train()
     if config.gradient_checkpointing:
-        if not hasattr(model, "gradient_checkpointing_enable"):
-            raise ValueError(f"{type(model).__name__} has no gradient_checkpointing_enable()")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # its name since transformers 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif hasattr(model, "gradient_checkpointing_enable"):  # older transformers (e.g. Colab's)
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            raise ValueError(f"{type(model).__name__} has no activation_checkpointing_enable()")
     dtype = resolve_precision(config.precision, device)
     scaler = make_grad_scaler(dtype, device)
     optimizer = make_optimizer(model, config, device)
