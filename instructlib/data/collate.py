@@ -17,7 +17,6 @@ import torch
 from ..lm.metrics import IGNORE_INDEX
 
 
-
 def _ids(tokenizer, text: str) -> list[int]:
     """Token ids of ``text`` without special tokens added by the tokenizer (BOS and the like)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
