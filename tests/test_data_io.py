@@ -125,7 +125,7 @@ def test_load_tasks_errors_name_file_line_and_field(tmp_path, content, field):
     with pytest.raises(DataError) as err:
         load_tasks(path)
     assert err.value.line == 2 and err.value.field == field
-    assert f"bad.jsonl:2" in str(err.value) and field in str(err.value)
+    assert "bad.jsonl:2" in str(err.value) and field in str(err.value)
 
 
 def test_json_array_errors_give_the_line(tmp_path):

@@ -62,20 +62,23 @@ def test_no_orphan_exercises():
     assert not orphans, f"exercises without a solutions/ source (delete them): {orphans}"
 
 
+def _rows(grades, student: str, key: Path) -> list:
+    """The grade rows of ``student`` for the chapter of ``key`` (there must be some)."""
+    rows = [r for (who, ch, _), r in grades.items() if who == student and ch == CHAPTER[key]]
+    assert rows, f"no grades for {student} in {key.name}"
+    return rows
+
+
 @pytest.mark.parametrize("key", KEYS, ids=[k.name for k in KEYS])
 def test_solutions_get_full_marks(key, stubs, grades):
     _stub(stubs, key)
-    rows = [r for (student, ch, _), r in grades.items() if student == "solutions" and ch == CHAPTER[key]]
-    assert rows
-    for r in rows:
+    for r in _rows(grades, "solutions", key):
         assert r.points == r.max_points, f"{key.name} {r.question}: {r.points:g}/{r.max_points:g}: {r.feedback}"
 
 
 @pytest.mark.parametrize("key", KEYS, ids=[k.name for k in KEYS])
 def test_stubs_get_zero(key, stubs, grades):
     _stub(stubs, key)
-    rows = [r for (student, ch, _), r in grades.items() if student == "stub" and ch == CHAPTER[key]]
-    assert rows
-    for r in rows:
+    for r in _rows(grades, "stub", key):
         assert r.points == 0, (f"{key.name} {r.question}: the stub earns {r.points:g} points; every test "
                                f"must fail on `raise NotImplementedError` ({r.feedback})")

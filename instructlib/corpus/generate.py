@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+from ..data.verifiable import FAMILIES, split_of
 from . import words as W
 
 
@@ -205,8 +206,6 @@ def _corpus_instance(name: str, rng: random.Random) -> tuple[str, str]:
     contains a validation or test input of chapter 05's task suite (``tests/test_corpus.py`` checks
     it), so exact match on those splits measures generalisation to new inputs.
     """
-    from ..data.verifiable import FAMILIES, split_of
-
     while True:
         inp, out = FAMILIES[name].generate(rng)
         if name in KNOWLEDGE_FAMILIES or split_of(name, inp) == "train":

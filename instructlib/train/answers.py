@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 
 from ..data.prompts import render_for_inference
+from .loop import is_transformers_model
 
 
 @torch.no_grad()
@@ -27,7 +28,7 @@ def generate_answers(model, tokenizer, records: Sequence, template: str = "alpac
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             kwargs = dict(attention_mask=enc["attention_mask"], max_new_tokens=max_new_tokens,
                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-            if hasattr(model, "config") and hasattr(model.config, "model_type"):  # transformers
+            if is_transformers_model(model):
                 out = model.generate(enc["input_ids"], do_sample=False, **kwargs)
             else:
                 out = model.generate(enc["input_ids"], temperature=0.0, **kwargs)
