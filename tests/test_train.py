@@ -173,3 +173,20 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(ValueError, match="activation_checkpointing_enable"):
         train(TinyGPT(GPTConfig(vocab_size=64, block_size=64, n_layer=1, n_head=2, n_embd=32)), data, COLLATE,
               TrainConfig(max_steps=1, gradient_checkpointing=True, progress=False), device="cpu")
+
+
+def test_generate_answers_agree_between_tinygpt_and_its_transformers_copy():
+    """Both decoding branches of generate_answers (TinyGPT, transformers) give the same greedy answers."""
+    from instructlib.data.verifiable import make_records
+    from instructlib.models import load_tokenizer
+    from instructlib.train.answers import generate_answers
+
+    tok = load_tokenizer("tinygpt")
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(vocab_size=len(tok), block_size=128, n_layer=2, n_head=2, n_embd=32))
+    records = make_records("test", 1)[:5]
+    side = tok.padding_side
+    ours = generate_answers(model, tok, records, "chat", max_new_tokens=8, batch_size=3, stop_at_newline=False)
+    theirs = generate_answers(model.to_hf(), tok, records, "chat", max_new_tokens=8, batch_size=3, stop_at_newline=False)
+    assert len(ours) == 5 and any(ours) and ours == theirs
+    assert tok.padding_side == side and model.training, "padding side and train mode are restored"
