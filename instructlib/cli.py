@@ -9,6 +9,7 @@ import sys
 COMMAND_MODULES = (
     "instructlib.grading.cli",  # build-exercises, grade
     "instructlib.data.cli",  # validate, lint
+    "instructlib.generate.cli",  # generate templates|backtranslate|backward
 )
 
 
