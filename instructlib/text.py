@@ -28,6 +28,7 @@ CJK_RANGES: tuple[tuple[int, int], ...] = (
 _CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES)
 _CJK_RE = re.compile(f"[{_CJK_CLASS}]")
 _TOKEN_RE = re.compile(f"[a-z0-9]+|[{_CJK_CLASS}]")
+_ASCII_TOKEN_RE = re.compile("[a-z0-9]+")
 _WORD_RE = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
 
 
@@ -59,9 +60,13 @@ def words(text: str) -> list[str]:
     return _WORD_RE.findall(text)
 
 
-def tokenize(text: str) -> list[str]:
-    """ROUGE tokens: lowercased ``[a-z0-9]+`` runs (as rouge-score, no stemming) and single CJK characters."""
-    return _TOKEN_RE.findall(text.lower())
+def tokenize(text: str, cjk: bool = True) -> list[str]:
+    """ROUGE tokens: lowercased ``[a-z0-9]+`` runs (as rouge-score, no stemming) and single CJK characters.
+
+    ``cjk=False`` is rouge-score's tokenizer exactly: CJK characters are dropped, so a Chinese
+    sentence has no tokens at all (used to reproduce the reference pipelines' behaviour).
+    """
+    return (_TOKEN_RE if cjk else _ASCII_TOKEN_RE).findall(text.lower())
 
 
 def lcs_length(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:

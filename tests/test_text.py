@@ -76,6 +76,8 @@ def test_tokenize_equals_rouge_score_on_english():
     for _ in range(2000):
         s = "".join(rng.choice(noise) for _ in range(rng.randint(0, 40)))
         assert text.tokenize(s) == rs_tokenize.tokenize(s, None), repr(s)
+    for s in ("今天天气很好", "用Python写一个 Sort 函数", "Write a poem"):
+        assert text.tokenize(s, cjk=False) == rs_tokenize.tokenize(s, None)
 
 
 def test_rouge_l_equals_rouge_score_on_random_english_pairs():
