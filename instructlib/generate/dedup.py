@@ -5,7 +5,8 @@ already in the pool is at most 0.7 (they drop it when ``max(scores) > 0.7``), co
 candidate against the whole pool in Python (rouge-score's dynamic programme, ~n·m steps per pair).
 ``dedup`` makes exactly the same decisions, in the same order, but
 
-* tokenizes every text once and maps tokens to integer ids;
+* tokenizes every text once and maps each distinct token to one Unicode character, so a text
+  becomes a short string that rapidfuzz reads directly (no per-call conversion of Python lists);
 * groups the kept texts by token count: for lengths m and n the F-measure is at most
   2·min(m,n)/(m+n) (the LCS cannot exceed the shorter text), so whole groups are skipped without
   computing any LCS, and within a group F depends only on the LCS length, so "F > threshold" becomes
@@ -15,7 +16,7 @@ candidate against the whole pool in Python (rouge-score's dynamic programme, ~n�
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
@@ -23,6 +24,11 @@ from rapidfuzz.distance import LCSseq
 from ..text import f_measure, tokenize
 
 THRESHOLD = 0.7  # Self-Instruct and Alpaca: drop a candidate when max ROUGE-L F > 0.7
+
+
+def _code_point(token_id: int) -> str:
+    """The character standing for token number ``token_id`` (skipping the surrogate block)."""
+    return chr(token_id + 0x800 if token_id >= 0xD800 else token_id)
 
 
 def min_lcs_above(threshold: float, m: int, n: int) -> int | None:
@@ -44,14 +50,15 @@ class DedupIndex:
     def __init__(self, threshold: float = THRESHOLD, tokenizer: Callable[[str], list[str]] = tokenize):
         self.threshold = threshold
         self.tokenizer = tokenizer
-        self._vocab: dict[str, int] = {}
-        self._groups: dict[int, list[list[int]]] = {}
+        self._vocab: dict[str, str] = {}
+        self._groups: dict[int, list[str]] = {}
         self._cutoffs: dict[tuple[int, int], int | None] = {}
         self.size = 0
 
-    def _ids(self, text: str) -> list[int]:
+    def _ids(self, text: str) -> str:
+        """The text as a string with one character per token (token ids as code points, surrogates skipped)."""
         vocab = self._vocab
-        return [vocab.setdefault(tok, len(vocab)) for tok in self.tokenizer(text)]
+        return "".join([vocab.setdefault(tok, _code_point(len(vocab))) for tok in self.tokenizer(text)])
 
     def _cutoff(self, m: int, n: int) -> int | None:
         key = (m, n)
@@ -59,8 +66,8 @@ class DedupIndex:
             self._cutoffs[key] = min_lcs_above(self.threshold, m, n)
         return self._cutoffs[key]
 
-    def is_duplicate_ids(self, ids: Sequence[int]) -> bool:
-        """True if some kept text has ROUGE-L F > threshold with this token-id sequence."""
+    def is_duplicate_ids(self, ids: str) -> bool:
+        """True if some kept text has ROUGE-L F > threshold with this token sequence (from ``_ids``)."""
         n = len(ids)
         if n == 0:
             return False
