@@ -1,9 +1,12 @@
-"""`instructlib ...` command line. Each command lives in its own module, which exposes
-``register(subparsers)`` adding a parser whose ``func(args) -> int`` runs it."""
+"""Chapter 00: the `instructlib ...` command line, the tools at the top of the library.
+
+Each command lives in its own module (``COMMAND_MODULES``), which exposes ``register(subparsers)``
+adding a parser whose ``func(args) -> int`` runs it and returns the exit status."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMAND_MODULES = (
@@ -13,17 +16,47 @@ COMMAND_MODULES = (
 )
 
 
+DESCRIPTION = """\
+Tools of the course "Large language models from theory to practice: building instructions":
+check and lint instruction data (chapter 04), generate instruction data (chapters 06-08),
+build and grade exercises (instructors), serve a model (chapter 10).
+Run `instructlib COMMAND --help` for a command's inputs, formats and exit codes."""
+
+EPILOG = """\
+exit status: 0 success; 1 the input has problems (each printed as file:line: error: message);
+2 a usage error or an input that cannot be read. No command should end in a Python traceback:
+please report one if you see it."""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"instructlib {__version__} (Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="instructlib", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    """The `instructlib` parser with every command of ``COMMAND_MODULES``."""
+    parser = argparse.ArgumentParser(prog="instructlib", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its return value is the exit status (Ctrl-C: 130, a closed pipe: quiet)."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `instructlib lint big.jsonl | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A quality linter for hand-written tasks, one group of rules per criterion of a good instruction.
+"""Chapter 04: a quality linter for hand-written tasks, one group of rules per criterion of a good instruction.
 
 * clarity       the instruction says what is wanted: not too short or long, no vague wording;
 * completeness  nothing is missing: no unfilled placeholder, an input where the instruction refers
@@ -66,9 +66,11 @@ class Issue:
     rule: str
     message: str
     severity: str = "warning"
+    location: str = ""  # "file:line" of the task, when it came from a file (see ``lint_file``)
 
     def __str__(self) -> str:
-        return f"{self.task_id}: {self.severity}: {self.criterion}/{self.rule}: {self.message}"
+        where = f"{self.location}: " if self.location else ""
+        return f"{where}{self.task_id}: {self.severity}: {self.criterion}/{self.rule}: {self.message}"
 
 
 def task_key(task: Task, index: int) -> str:
@@ -90,17 +92,9 @@ def _singular(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-def verb_noun(instruction: str) -> tuple[str, str]:
-    """(leading verb, its first object noun) of an instruction, by light heuristics (no parser).
-
-    "Please write a short poem about rain" -> ("write", "poem"); a question -> ("(question)", ...);
-    "Given a sentence, classify its sentiment" -> ("classify", "sentiment"). Chinese: the first two
-    characters after a polite prefix, and the next two.
-    """
-    text = instruction.strip()
+def _verb_noun_here(text: str) -> tuple[str, str]:
+    """(verb, noun) of ``text`` read from its start (no skipping past an opening clause)."""
     if is_cjk(text[:4]):
-        if text.startswith(ZH_OPENERS) and re.search("[,，]", text):  # "给定X，判断Y"
-            return verb_noun(re.split("[,，]", text, maxsplit=1)[1])
         for prefix in ZH_PREFIX:
             text = text[len(prefix):] if text.startswith(prefix) else text
         chars = "".join(CJK.findall(text))
@@ -108,10 +102,6 @@ def verb_noun(instruction: str) -> tuple[str, str]:
         verb, rest = chars[:n], ZH_SKIP.sub("", chars[n:])
         return verb, rest[:2]
     words = [w.lower() for w in WORD.findall(text)]
-    if words and words[0] in OPENERS and "," in text:  # "Given X, do Y": the verb follows the comma
-        after = verb_noun(text.split(",", 1)[1])
-        if after[0]:
-            return after
     while words and words[0] in FILLERS:
         words = words[1:]
     for lead in LEADS:
@@ -123,6 +113,37 @@ def verb_noun(instruction: str) -> tuple[str, str]:
     verb = "(question)" if words[0] in QUESTION else words[0]
     noun = next((w for w in words[1:] if w not in SKIP_NOUN and w not in QUESTION), "")
     return verb, _singular(noun)
+
+
+def verb_noun(instruction: str) -> tuple[str, str]:
+    """(leading verb, its first object noun) of an instruction, by light heuristics (no parser).
+
+    "Please write a short poem about rain" -> ("write", "poem"); a question -> ("(question)", ...);
+    "Given a sentence, classify its sentiment" -> ("classify", "sentiment"). Chinese: the first two
+    characters after a polite prefix, and the next two. Opening clauses ("Given X, ...", "给定X，...")
+    are skipped in a loop, not by recursion, so "Given, " repeated 5,000 times cannot exhaust the stack.
+    """
+    # Peel opening clauses off; each level remembers its text in case the clause after it is empty.
+    chain: list[tuple[str, bool]] = []  # (text, English opener whose remainder may be tried first)
+    text = instruction.strip()
+    while True:
+        if is_cjk(text[:4]):
+            if text.startswith(ZH_OPENERS) and re.search("[,，]", text):  # "给定X，判断Y": always take Y
+                chain.append((text, False))
+                text = re.split("[,，]", text, maxsplit=1)[1].strip()
+                continue
+            break
+        first = WORD.search(text)
+        if first and first.group(0).lower() in OPENERS and "," in text:  # "Given X, do Y": verb after the comma
+            chain.append((text, True))
+            text = text.split(",", 1)[1].strip()
+            continue
+        break
+    result = _verb_noun_here(text)
+    for outer, english in reversed(chain):
+        if english and not result[0]:  # nothing after the comma: read the clause itself
+            result = _verb_noun_here(outer)
+    return result
 
 
 def answer_format(output: str) -> str:
@@ -345,10 +366,25 @@ def plot_verb_noun(tasks: Iterable[Task], top_verbs: int = 12, top_nouns: int = 
 
 
 def lint_file(path) -> tuple[list[Task], list[Issue]]:
-    """Load a seed-task or Alpaca file (Alpaca rows are grouped into tasks) and lint it."""
-    from .formats import records_to_tasks
-    from .io import detect_kind, iter_json_items, load_records, load_tasks
+    """Load a seed-task or Alpaca file (Alpaca rows are grouped into tasks) and lint it.
 
-    first = next(iter(iter_json_items(path)))[1]
-    tasks = load_tasks(path) if detect_kind(first) == "task" else records_to_tasks(load_records(path))
-    return tasks, lint_tasks(tasks)
+    Each issue's ``location`` is ``file:line`` of its task (for grouped Alpaca rows: the first row).
+    """
+    from dataclasses import replace
+
+    from .formats import records_to_tasks
+    from .io import detect_kind, iter_json_items, load_records_with_lines, load_tasks
+
+    items = list(iter_json_items(path))
+    if detect_kind(items[0][1]) == "task":
+        tasks = load_tasks(path)
+        lines = [line for line, _ in items]
+    else:
+        located = load_records_with_lines(path)
+        tasks = records_to_tasks(r for _, r in located)
+        first: dict[str, int] = {}
+        for line, record in located:
+            first.setdefault(record.instruction, line)
+        lines = [first[t.instruction] for t in tasks]
+    where = {task_key(t, k): f"{path}:{line}" for k, (t, line) in enumerate(zip(tasks, lines))}
+    return tasks, [replace(i, location=where.get(i.task_id, "")) for i in lint_tasks(tasks)]

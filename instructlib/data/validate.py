@@ -1,17 +1,16 @@
-"""Validate a data file and report *every* problem (file, line, field), not just the first.
+"""Chapter 04: validate a data file and report *every* problem (file, line, field), not just the first.
 
 Used by ``instructlib validate FILE``. The file kind (seed tasks, Alpaca records, chat messages) is
 taken from its first object; every later object must be of the same kind.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .formats import messages_problems
-from .io import PathLike, detect_kind, iter_json_items
+from .io import ARRAY_IN_JSONL_HINT, PathLike, detect_kind, is_json_array, iter_json_items, parse_json_line
 from .records import DataError, Problem, record_problems, task_problems
 
 CHECKS = {"task": task_problems, "record": record_problems,
@@ -70,13 +69,22 @@ def _objects(path: str, text: str, report: Report, skip: set[int]):
         except DataError as err:
             report.problems.append(err.problem)
         return
+    array_in_jsonl = is_json_array(text)
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip() or number in skip:
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            report.problems.append(Problem(path, number, None, f"invalid JSON: {err.msg} (column {err.colno})"))
+            obj = parse_json_line(path, line, number)
+        except DataError as err:
+            hint = f"; {ARRAY_IN_JSONL_HINT}" if array_in_jsonl else ""
+            report.problems.append(Problem(path, number, None, err.problem.message + hint))
+            if array_in_jsonl:
+                return  # the rest of a pretty-printed array would be one error per line
+            continue
+        if text.lstrip()[0] == "[" and isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
+            report.problems.append(Problem(path, number, None, ARRAY_IN_JSONL_HINT))
+            continue
+        yield number, obj
 
 
 def validate_file(path: PathLike) -> Report:
