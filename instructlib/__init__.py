@@ -1,3 +1,3 @@
-"""instructlib: the library behind the course "Large language models from theory to practice"."""
+"""Course tool: instructlib, the library behind the course "Large language models from theory to practice"."""
 
 __version__ = "0.1.0"

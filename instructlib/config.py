@@ -1,4 +1,4 @@
-"""Profiles, seeding, device and mixed-precision choice: the one place that knows the hardware.
+"""Chapter 00: profiles, seeding, device and mixed-precision choice — the one place that knows the hardware.
 
 Profiles (``INSTRUCTLIB_PROFILE``):
   ``ci``  smallest sizes, used by the tests (seconds per chapter);
@@ -43,6 +43,17 @@ def get_profile() -> Profile:
     if name not in PROFILES:
         raise ValueError(f"INSTRUCTLIB_PROFILE={name!r} is not one of {', '.join(PROFILES)}")
     return Profile(name)
+
+
+def as_profile(profile: "Optional[str | Profile]" = None) -> Profile:
+    """The one coercion: ``None`` means the active profile, a name is checked, a Profile passes through."""
+    if profile is None:
+        return get_profile()
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
+    return Profile(profile)
 
 
 def set_seed(seed: int = 0) -> None:

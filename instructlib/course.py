@@ -1,4 +1,4 @@
-"""Notebook plumbing shared by every chapter: the setup cell, result reports, and `make course`.
+"""Course tool: notebook plumbing shared by every chapter: the setup cell, result reports, and `make course`.
 
 ``python -m instructlib.course run [NOTEBOOK ...]`` executes notebooks top to bottom in a fresh
 kernel (all of ``notebooks/`` in order by default), writes their outputs back, and prints one line

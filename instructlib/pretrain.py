@@ -1,31 +1,26 @@
-"""Pretraining TinyGPT: the causal and masked LM objectives, a small training loop, the course model.
+"""Chapter 03: pretraining TinyGPT — the causal and masked LM objectives and a small training loop.
 
 * Causal LM (GPT): position t predicts token t+1, so logits and labels are *shifted* by one
   before the cross-entropy; the last position has no target and the first token is never predicted.
 * Masked LM (BERT): 15 % of the tokens are chosen; of those 80 % become ``<|mask|>``, 10 % a random
   token, 10 % stay; the model sees the whole sequence (no causal mask) and predicts the chosen
   tokens at their own positions (no shift).
-* ``load_course_model(profile)`` trains the course's base model once (tokenizer, then model) and
-  caches it under ``cache_dir()/tinygpt-<profile>-<hash>``; the hash covers the recipe and every
-  byte of the corpus, so a changed recipe never reuses a stale model.
+* ``pretrain_config(profile)`` is the course model's recipe; ``instructlib.models.course`` builds
+  and caches the course model with it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
-from .config import PROFILES, Profile, cache_dir, get_device, get_profile
-from .corpus import CORPUS_VERSION, corpus_digest, load_corpus
+from .config import Profile, as_profile
+from .corpus import load_corpus  # noqa: F401  (chapter 03's notebook reads the corpus through here)
 from .lm.metrics import IGNORE_INDEX, causal_lm_loss, perplexity_from_loss
 from .nn.gpt import GPTConfig, TinyGPT
-from .tokenization import load_bpe, save_tokenizer, train_bpe
+from .nn.optim import History, make_optimizer, warmup_cosine
 
 RECIPE_VERSION = "1"  # bump when the training code changes what a given config produces
 
@@ -165,9 +160,9 @@ class PretrainConfig:
                          n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout)
 
 
-def pretrain_config(profile: Optional[Profile] = None) -> PretrainConfig:
+def pretrain_config(profile: Union[None, str, Profile] = None) -> PretrainConfig:
     """The course model's recipe for a profile: seconds in ci, a few minutes on 2 CPU cores in cpu."""
-    p = profile or get_profile()
+    p = as_profile(profile)
     if p.name == "ci":
         return PretrainConfig()
     if p.name == "cpu":
@@ -192,13 +187,11 @@ def train(model: TinyGPT, data: torch.Tensor, config: PretrainConfig, objective:
     """
     from tqdm.auto import tqdm
 
-    from .train.loop import History, TrainConfig, make_optimizer, warmup_cosine
-
     device = next(model.parameters()).device
     torch.manual_seed(config.seed)
     g_data, g_mask = torch.Generator().manual_seed(config.seed), torch.Generator().manual_seed(config.seed + 1)
-    opt = make_optimizer(model, TrainConfig(lr=config.lr, weight_decay=config.weight_decay,
-                                            betas=(0.9, 0.95)), device)
+    opt = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95),
+                         device=device)
     history = History()
     masked = dict(mask_token_id=mask_token_id, special_ids=special_ids)
 
@@ -228,85 +221,3 @@ def train(model: TinyGPT, data: torch.Tensor, config: PretrainConfig, objective:
                 bar.set_postfix(loss=f"{loss.item():.3f}", heldout=f"{history.eval[-1]['val_loss']:.3f}")
     model.eval()
     return history
-
-
-# --- the course model ----------------------------------------------------------------------------
-
-def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def _profile(profile: Union[None, str, Profile]) -> Profile:
-    if isinstance(profile, str):
-        if profile not in PROFILES:
-            raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
-        return Profile(profile)
-    return profile or get_profile()
-
-
-def course_tokenizer_dir(profile: Union[None, str, Profile] = None) -> Path:
-    """Cache directory of the course tokenizer for ``profile`` (trained on first use)."""
-    p = _profile(profile)
-    cfg = pretrain_config(p)
-    key = _key("tokenizer", cfg.vocab_size, cfg.corpus, CORPUS_VERSION, corpus_digest(cfg.corpus))
-
-    def build(out: Path) -> None:
-        save_tokenizer(train_bpe(load_corpus("train", cfg.corpus), cfg.vocab_size,
-                                 model_max_length=cfg.block_size), out)
-
-    from .models import _atomic_build
-
-    return _atomic_build(cache_dir() / f"tinygpt-tokenizer-{p.name}-{key}", build)
-
-
-def load_course_tokenizer(profile: Union[None, str, Profile] = None):
-    """The course BPE tokenizer (``PreTrainedTokenizerFast``) for ``profile``, trained and cached on first use."""
-    return load_bpe(course_tokenizer_dir(profile))
-
-
-def course_model_dir(profile: Union[None, str, Profile] = None, progress: bool = True) -> Path:
-    """Cache directory of the course model (weights, config, tokenizer, history), trained on first use."""
-    p = _profile(profile)
-    cfg = pretrain_config(p)
-    tok_dir = course_tokenizer_dir(p)
-    key = _key("model", RECIPE_VERSION, asdict(cfg), tok_dir.name)
-
-    def build(out: Path) -> None:
-        tokenizer = load_bpe(tok_dir)
-        train_ids = encode_documents(tokenizer, load_corpus("train", cfg.corpus))
-        heldout_ids = encode_documents(tokenizer, load_corpus("heldout", cfg.corpus))
-        torch.manual_seed(cfg.seed)
-        model = TinyGPT(cfg.gpt_config(len(tokenizer))).to(get_device())
-        start = time.perf_counter()
-        history = train(model, train_ids, cfg, heldout=heldout_ids, progress=progress)
-        seconds = time.perf_counter() - start
-        ppl = perplexity(model, heldout_ids, cfg.block_size)
-        torch.save(model.cpu().state_dict(), out / "model.pt")
-        save_tokenizer(tokenizer, out / "tokenizer")
-        meta = {"gpt_config": model.config_dict(), "pretrain_config": asdict(cfg), "profile": p.name,
-                "parameters": model.num_parameters(), "train_tokens": len(train_ids),
-                "heldout_tokens": len(heldout_ids), "heldout_perplexity": ppl, "pretrain_seconds": seconds,
-                "history": {"train": history.train, "eval": history.eval}}
-        (out / "meta.json").write_text(json.dumps(meta, indent=1))
-
-    from .models import _atomic_build
-
-    return _atomic_build(cache_dir() / f"tinygpt-{p.name}-{key}", build)
-
-
-def load_course_model(profile: Union[None, str, Profile] = None, progress: bool = True) -> TinyGPT:
-    """The pretrained course TinyGPT for ``profile`` (eval mode, CPU), trained and cached on first use."""
-    path = course_model_dir(profile, progress)
-    meta = json.loads((path / "meta.json").read_text())
-    model = TinyGPT(GPTConfig(**meta["gpt_config"]))
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-    return model.eval()
-
-
-def course_model_meta(profile: Union[None, str, Profile] = None):
-    """Training record of the course model: sizes, held-out perplexity, seconds and loss ``History``."""
-    from .train.loop import History
-
-    meta = json.loads((course_model_dir(profile) / "meta.json").read_text())
-    meta["history"] = History(**meta["history"])
-    return meta

@@ -1,4 +1,4 @@
-"""Byte-level BPE for the course model, trained with `tokenizers`, used as a transformers fast tokenizer.
+"""Chapter 03: byte-level BPE for the course model, trained with `tokenizers`, used as a transformers fast tokenizer.
 
 * Byte level: text is first turned into its UTF-8 bytes (each shown as a printable character), so
   every string, Chinese or emoji or odd whitespace, encodes and decodes back exactly; there is no

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from instructlib import models, pretrain
+from instructlib.models import course
 from instructlib.config import Profile
 from instructlib.nn.gpt import GPTConfig, TinyGPT
 from instructlib.pretrain import (IGNORE_INDEX, causal_lm_labels, causal_lm_loss, encode_documents, heldout_loss,
@@ -106,7 +107,7 @@ def test_masked_objective_sees_the_future_causal_does_not():
 
 
 def test_encode_documents_and_windows():
-    tok = pretrain.load_course_tokenizer("ci")
+    tok = course.load_course_tokenizer("ci")
     docs = ["Hello there.", "A second one."]
     stream = encode_documents(tok, docs)
     assert stream.tolist().count(tok.eos_token_id) == 2 and stream[-1] == tok.eos_token_id
@@ -128,7 +129,7 @@ def test_perplexity_equals_gpt2_loss_on_the_same_windows():
 
 
 def test_training_reduces_loss_and_is_deterministic():
-    tok = pretrain.load_course_tokenizer("ci")
+    tok = course.load_course_tokenizer("ci")
     data = encode_documents(tok, pretrain.load_corpus("train", 200))
     cfg = replace(pretrain.pretrain_config(Profile("ci")), steps=12, eval_every=6)
     runs = []
@@ -143,7 +144,7 @@ def test_training_reduces_loss_and_is_deterministic():
 
 
 def test_masked_training_runs():
-    tok = pretrain.load_course_tokenizer("ci")
+    tok = course.load_course_tokenizer("ci")
     data = encode_documents(tok, pretrain.load_corpus("train", 100))
     cfg = replace(pretrain.pretrain_config(Profile("ci")), steps=8, eval_every=4)
     model = TinyGPT(cfg.gpt_config(len(tok)))
@@ -162,11 +163,11 @@ def test_course_model_trains_caches_and_reloads(tmp_path, monkeypatch):
     tok = models.load_tokenizer("tinygpt")
     dirs = sorted(p.name for p in tmp_path.iterdir())
     assert len(dirs) == 2 and dirs[0].startswith("tinygpt-ci-") and dirs[1].startswith("tinygpt-tokenizer-ci-")
-    again = pretrain.load_course_model("ci")
+    again = course.load_course_model("ci")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     assert sorted(p.name for p in tmp_path.iterdir()) == dirs, "second load must not retrain"
     assert model.config.vocab_size == len(tok) and not model.training
-    meta = pretrain.course_model_meta("ci")
+    meta = course.course_model_meta("ci")
     assert meta["parameters"] == model.num_parameters() and meta["heldout_perplexity"] < len(tok)
     ids = tok("Once upon a time", return_tensors="pt").input_ids
     out = model.generate(ids, 5, temperature=0)
@@ -175,9 +176,9 @@ def test_course_model_trains_caches_and_reloads(tmp_path, monkeypatch):
 
 def test_recipe_change_gives_a_new_cache_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("INSTRUCTLIB_CACHE", str(tmp_path))
-    before = pretrain.course_tokenizer_dir("ci")
+    before = course.course_tokenizer_dir("ci")
     original = pretrain.pretrain_config
-    monkeypatch.setattr(pretrain, "pretrain_config", lambda p=None: replace(original(p), vocab_size=300))
-    assert pretrain.course_tokenizer_dir("ci") != before
+    monkeypatch.setattr(course, "pretrain_config", lambda p=None: replace(original(p), vocab_size=300))
+    assert course.course_tokenizer_dir("ci") != before
     with pytest.raises(ValueError, match="laptop"):
-        pretrain.load_course_model("laptop")
+        course.load_course_model("laptop")

@@ -1,4 +1,4 @@
-"""The course's pretraining corpus: built offline and deterministically from project-written text.
+"""Chapter 03: the course's pretraining corpus: built offline and deterministically from project-written text.
 
 Two sources, both written for this project (see ``README.md`` in this folder for every byte):
 * ``paragraphs.txt``: hand-written prose paragraphs;
@@ -21,7 +21,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Union
 
-from ..config import Profile, get_profile
+from ..config import Profile, as_profile
 from .generate import GENERATORS, WEIGHTS
 
 CORPUS_VERSION = "2"
@@ -44,14 +44,8 @@ class Document:
 
 
 def _n_generated(size: Size) -> int:
-    if size is None:
-        size = get_profile()
-    if isinstance(size, Profile):
-        size = size.name
-    if isinstance(size, str):
-        if size not in SIZES:
-            raise ValueError(f"corpus size {size!r} is not a profile ({', '.join(SIZES)}) or a count")
-        return SIZES[size]
+    if size is None or isinstance(size, (str, Profile)):
+        return SIZES[as_profile(size).name]
     if not isinstance(size, int) or size < 0:
         raise ValueError(f"corpus size must be a profile name or a non-negative int, got {size!r}")
     return size

@@ -1,4 +1,4 @@
-"""Deterministic document generators: stories, facts, dialogues, arithmetic, lists and word play.
+"""Chapter 03: deterministic document generators: stories, facts, dialogues, arithmetic, lists and word play.
 
 Every generator takes a ``random.Random`` and returns one document built only from the word lists
 in ``words.py`` and from numbers it computes, so the text is the project's own.

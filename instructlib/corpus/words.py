@@ -1,4 +1,4 @@
-"""Word lists and small fact tables for the corpus generator, all written for this project."""
+"""Chapter 03: word lists and small fact tables for the corpus generator, all written for this project."""
 from __future__ import annotations
 
 # (name, subject pronoun, object pronoun, possessive)

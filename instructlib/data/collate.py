@@ -1,4 +1,4 @@
-"""From records to training batches: the label mask, padding, length grouping and packing.
+"""Chapter 05: from records to training batches — the label mask, padding, length grouping and packing.
 
 Supervised fine-tuning learns only the response. A record becomes ``prompt ids + response ids +
 [eos]``; labels copy the ids on the response and the end-of-text token and are ``-100`` (ignored by

@@ -1,4 +1,4 @@
-"""Converters between the course's data model and the formats the ecosystem uses.
+"""Chapter 04: converters between the course's data model and the formats the ecosystem uses.
 
 * Alpaca: ``{"instruction", "input", "output"}`` dicts (Stanford Alpaca's ``alpaca_data.json``).
 * Self-Instruct seed tasks: ``{"id", "name", "instruction", "instances", "is_classification"}``.

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
 
+from ..files import atomic_write_jsonl, atomic_write_text
 from .records import DataError, Record, Task, record_from_dict, task_from_dict
 
 PathLike = Union[str, os.PathLike]
@@ -208,26 +208,9 @@ def to_jsonable(item: Any) -> Any:
     return item.to_dict() if isinstance(item, (Task, Record)) else item
 
 
-def atomic_write_text(path: PathLike, chunks: Iterable[str]) -> None:
-    """Write ``chunks`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(path: PathLike, items: Iterable[Any]) -> None:
     """Write one JSON object per line (UTF-8, non-ASCII kept readable), atomically."""
-    atomic_write_text(path, (json.dumps(to_jsonable(x), ensure_ascii=False) + "\n" for x in items))
+    atomic_write_jsonl(path, (to_jsonable(x) for x in items))
 
 
 def write_json(path: PathLike, obj: Any, indent: int = 2) -> None:

@@ -1,4 +1,4 @@
-"""The data model: a Task (one instruction, several instances) and a flat Record (one example).
+"""Chapter 04: the data model — a Task (one instruction, several instances) and a flat Record (one example).
 
 A *task* is what a person writes by hand (Self-Instruct's seed format): an instruction plus a few
 input/output instances. A *record* is what a model is trained on: one (instruction, input, output)

@@ -1,4 +1,4 @@
-"""The course's hand-written seed tasks (package data), with filters and statistics.
+"""Chapter 04: the course's hand-written seed tasks (package data), with filters and statistics.
 
 ``seed_tasks/seed_tasks.jsonl`` holds tasks in the Self-Instruct seed format plus the course keys
 ``category``, ``language`` ("en"/"zh") and ``source``; ``seed_tasks/README.md`` says where they come

@@ -1,4 +1,4 @@
-"""Train/test splits grouped by task: every instance of a task lands on the same side.
+"""Chapter 04: train/test splits grouped by task: every instance of a task lands on the same side.
 
 Splitting records at random would put instances of one task in both train and test; the test set
 would then measure memorised tasks, not generalisation to new instructions.

@@ -1,4 +1,4 @@
-"""Cross-entropy, perplexity and bits per token: how language models are scored.
+"""Chapter 01: cross-entropy, perplexity and bits per token: how language models are scored.
 
 All logarithms are natural (nats) unless the name says bits. For a model that assigns the
 reference tokens probabilities p_1..p_N:

@@ -1,4 +1,4 @@
-"""Word n-gram language models: counting, MLE, add-k and interpolated Kneser-Ney smoothing.
+"""Chapter 01: word n-gram language models: counting, MLE, add-k and interpolated Kneser-Ney smoothing.
 
 An order-``n`` model predicts each word from the ``n-1`` words before it. Each sentence is padded
 with ``n-1`` ``<s>`` symbols on the left and one ``</s>`` on the right, so that the model also

@@ -1,4 +1,4 @@
-"""Decoding rules that turn next-token logits into a token: greedy, temperature, top-k, top-p.
+"""Chapter 01: decoding rules that turn next-token logits into a token: greedy, temperature, top-k, top-p.
 
 The single source of truth for sampling in the course: the n-gram model (chapter 01) and
 TinyGPT (chapter 03) both call :func:`sample_next`. Filters work on the last dimension of a

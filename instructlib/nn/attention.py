@@ -1,4 +1,4 @@
-"""Scaled dot-product attention and multi-head self-attention, written out step by step.
+"""Chapter 02: scaled dot-product attention and multi-head self-attention, written out step by step.
 
 Argument conventions follow ``torch.nn.functional.scaled_dot_product_attention``:
 a boolean ``attn_mask`` is True where a query MAY attend to a key, a float mask is added to the

@@ -1,4 +1,4 @@
-"""Transformer building blocks around attention: feed-forward, positions, a pre-LN block."""
+"""Chapter 02: transformer building blocks around attention: feed-forward, positions, a pre-LN block."""
 from __future__ import annotations
 
 import math

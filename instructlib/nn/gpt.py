@@ -1,4 +1,4 @@
-"""TinyGPT: a GPT-2 style decoder (pre-LN, learned positions, GELU MLP, tied embeddings) with a KV cache.
+"""Chapter 03: TinyGPT, a GPT-2 style decoder (pre-LN, learned positions, GELU MLP, tied embeddings) with a KV cache.
 
 Built from chapter 02's pieces (``MultiHeadAttention``, ``TransformerBlock``, ``LearnedPositionalEmbedding``);
 the attention itself runs through ``torch.nn.functional.scaled_dot_product_attention`` for speed (the
@@ -254,10 +254,11 @@ class TinyGPT(nn.Module):
                  top_k: Optional[int] = None, top_p: Optional[float] = None,
                  eos_token_id: Optional[Union[int, Sequence[int]]] = None, attention_mask: Optional[Tensor] = None,
                  use_cache: bool = True, generator: Optional[torch.Generator] = None,
-                 pad_token_id: Optional[int] = None) -> Tensor:
+                 pad_token_id: Optional[int] = None, do_sample: Optional[bool] = None) -> Tensor:
         """Continue input_ids (B, T) by up to max_new_tokens; returns (B, T + new) token ids.
 
-        ``temperature == 0`` means greedy decoding (argmax); otherwise tokens are sampled with
+        ``do_sample=False`` (as in transformers) or ``temperature == 0`` means greedy decoding
+        (argmax); otherwise tokens are sampled with
         ``instructlib.lm.sampling.sample_next`` (temperature, then top-k, then top-p). Batches are
         left-padded with ``attention_mask`` marking real tokens. A row that produced ``eos_token_id``
         gets ``pad_token_id`` (default: the first eos id) afterwards; generation stops when every
@@ -267,6 +268,8 @@ class TinyGPT(nn.Module):
         """
         if max_new_tokens < 0 or temperature < 0:
             raise ValueError(f"need max_new_tokens >= 0 and temperature >= 0, got {max_new_tokens}, {temperature}")
+        if do_sample is False:
+            temperature = 0.0
         was_training = self.training
         self.eval()
         try:

@@ -1,4 +1,4 @@
-"""LoRA from scratch: a frozen linear layer plus a trainable low-rank update.
+"""Chapter 05: LoRA from scratch — a frozen linear layer plus a trainable low-rank update.
 
 ``y = W x + b + (alpha / r) * B (A dropout(x))`` with A (r, in) random and B (out, r) zero at the
 start, so the adapted model begins exactly equal to the base model. Only A and B train:

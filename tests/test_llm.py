@@ -1,0 +1,166 @@
+"""The LLM interface: batching, stop strings, sampling seeds, chat, nll, seq2seq prefix, scripted fake."""
+import math
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, MarianConfig, MarianMTModel
+
+from instructlib.models import LLM, ScriptedLLM, load_tokenizer
+from instructlib.models.llm import CausalLM, Seq2SeqLM, cut_at_stop
+from instructlib.nn.gpt import GPTConfig, TinyGPT
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("tinygpt")  # the ci course tokenizer (cached by the test run)
+
+
+@pytest.fixture(scope="module")
+def tiny(tok):
+    torch.manual_seed(0)
+    return TinyGPT(GPTConfig(vocab_size=len(tok), block_size=64, n_layer=2, n_head=2, n_embd=32))
+
+
+PROMPTS = ["Once upon a time", "The capital of", "a", "Sort these words: pear apple fig and then", "7 + 5 ="]
+
+
+def test_batched_greedy_equals_one_prompt_at_a_time(tiny, tok, one_thread):
+    llm = LLM.wrap(tiny, tok)
+    assert isinstance(llm, CausalLM)
+    batched = llm.complete(PROMPTS, max_new_tokens=10, batch_size=16)
+    single = [llm.complete([p], max_new_tokens=10)[0] for p in PROMPTS]
+    assert batched == single and len(batched) == len(PROMPTS) and any(batched)
+
+
+def test_tinygpt_and_its_transformers_copy_agree_through_the_interface(tiny, tok, one_thread):
+    ours = LLM.wrap(tiny, tok).complete(PROMPTS, max_new_tokens=8, batch_size=2)
+    theirs = LLM.wrap(tiny.to_hf(), tok).complete(PROMPTS, max_new_tokens=8, batch_size=2)
+    assert ours == theirs
+
+
+def test_sampling_is_reproducible_with_a_seed_and_differs_from_greedy(tiny, tok, one_thread):
+    llm = LLM.wrap(tiny, tok)
+    kwargs = dict(max_new_tokens=12, temperature=1.5, top_p=1.0)
+    a = llm.complete(PROMPTS, seed=3, **kwargs)
+    assert a == llm.complete(PROMPTS, seed=3, **kwargs)
+    assert a != llm.complete(PROMPTS, seed=4, **kwargs)
+    assert a != llm.complete(PROMPTS, max_new_tokens=12)
+
+
+def test_tinygpt_generate_takes_do_sample_like_transformers(tiny, tok):
+    ids = tok(["Once upon"], return_tensors="pt").input_ids
+    greedy = tiny.generate(ids, 6, temperature=0)
+    assert torch.equal(tiny.generate(ids, 6, temperature=1.0, do_sample=False), greedy)
+
+
+def test_stop_strings_cut_the_text(tiny, tok):
+    assert cut_at_stop("abc\ndef###x", ("###", "\n")) == "abc"
+    assert cut_at_stop("abc", ("z",)) == "abc" and cut_at_stop("abc", ()) == "abc"
+    llm = LLM.wrap(tiny, tok)
+    full = llm.complete(PROMPTS, max_new_tokens=16)
+    for text, stopped in zip(full, llm.complete(PROMPTS, max_new_tokens=16, stop=(" ",))):
+        assert stopped == text.split(" ")[0]
+
+
+def test_state_is_restored(tiny, tok):
+    tiny.train()
+    side = tok.padding_side
+    LLM.wrap(tiny, tok).complete(["x"], max_new_tokens=2)
+    assert tiny.training and tok.padding_side == side
+    tiny.eval()
+
+
+def test_bad_settings_are_refused(tiny, tok):
+    llm = LLM.wrap(tiny, tok)
+    with pytest.raises(TypeError, match="list"):
+        llm.complete("one prompt")
+    with pytest.raises(ValueError, match="top_p"):
+        llm.complete(["x"], top_p=0)
+    with pytest.raises(ValueError, match="beam"):
+        llm.complete(["x"], num_beams=2, max_new_tokens=2)
+
+
+def test_nll_matches_a_hand_computed_sum(tiny, tok):
+    llm = LLM.wrap(tiny, tok)
+    texts = ["Once upon a time there was a cat", "hi"]
+    scores = llm.nll(texts, batch_size=2)
+    for text, (nll, n) in zip(texts, scores):
+        ids = [tok.eos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny(torch.tensor([ids])).float(), -1)[0]
+        expected = -sum(logp[t, ids[t + 1]].item() for t in range(len(ids) - 1))
+        assert n == len(ids) - 1 and nll == pytest.approx(expected, rel=1e-4)
+    assert all(math.isfinite(s) for s, _ in scores)
+
+
+def test_chat_applies_the_tokenizer_template(tiny, tok):
+    llm = LLM.wrap(tiny, tok)
+    conv = [{"role": "user", "content": "Say hi"}]
+    prompt = llm.chat_prompt(conv)
+    assert "Say hi" in prompt and prompt == tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+    assert llm.chat([conv], max_new_tokens=4) == llm.complete([prompt], max_new_tokens=4)
+
+
+def test_transformers_causal_lm_with_beams_and_stop_strings(tok, one_thread):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id)
+    llm = LLM.wrap(LlamaForCausalLM(cfg), tok, name="tiny-llama")
+    greedy = llm.complete(PROMPTS, max_new_tokens=8, batch_size=2)
+    assert greedy == [llm.complete([p], max_new_tokens=8)[0] for p in PROMPTS]
+    assert len(llm.complete(PROMPTS, max_new_tokens=8, num_beams=3)) == len(PROMPTS)
+    for text, stopped in zip(greedy, llm.complete(PROMPTS, max_new_tokens=8, stop=(" ",))):
+        assert stopped == text.split(" ")[0]
+    assert llm.nll(["hello world"])[0][1] > 0
+
+
+class SpyTokenizer:
+    """Wraps a tokenizer and records the texts it encodes."""
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+
+    def __call__(self, texts, **kw):
+        self.seen.extend(texts)
+        return self.inner(texts, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __setattr__(self, name, value):
+        if name in ("inner", "seen"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
+
+def test_seq2seq_prepends_the_target_language_token_and_batches(tok, one_thread):
+    torch.manual_seed(0)
+    cfg = MarianConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
+                       encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                       decoder_ffn_dim=32, decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id, max_position_embeddings=64)
+    spy = SpyTokenizer(tok)
+    llm = LLM.wrap(MarianMTModel(cfg), spy, prefix=">>cmn_Hans<< ")
+    assert isinstance(llm, Seq2SeqLM)
+    out = llm.complete(["Translate me", "and me too"], max_new_tokens=6, num_beams=2)
+    assert len(out) == 2 and all(s.startswith(">>cmn_Hans<< ") for s in spy.seen)
+    batched = llm.complete(PROMPTS, max_new_tokens=6, batch_size=4)
+    assert batched == [llm.complete([p], max_new_tokens=6)[0] for p in PROMPTS]
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        LLM.wrap(TinyGPT(GPTConfig(vocab_size=len(tok), block_size=16, n_layer=1, n_head=1, n_embd=8)), tok,
+                 prefix=">>x<<")
+
+
+def test_scripted_llm_answers_from_function_dict_and_list():
+    fn = ScriptedLLM(lambda p: p.upper())
+    assert fn.complete(["ab", "c"]) == ["AB", "C"] and fn.calls == ["ab", "c"]
+    table = ScriptedLLM({"q": "answer### tail"})
+    assert table.complete(["q"], stop=("###",)) == ["answer"]
+    with pytest.raises(KeyError, match="no answer"):
+        table.complete(["other"])
+    turns = ScriptedLLM(["one", "two"])
+    assert turns.complete(["a", "b", "c"], batch_size=2) == ["one", "two", "one"]
+    chat = ScriptedLLM(lambda p: p)
+    assert chat.chat([[{"role": "user", "content": "hi"}]]) == ["<|user|>hi\n<|assistant|>"]
