@@ -1,0 +1,240 @@
+"""Chapter 10 server: the real openai client against `instructlib serve` on a free loopback port
+(models, completions, chat, streaming, errors, hot-swap and rollback), plus batching and overload."""
+import asyncio
+import concurrent.futures
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from deploy_helpers import make_adapter, make_tiny_model_dir, server_process, server_thread
+from instructlib.deploy.feedback import AdapterRegistry
+from instructlib.deploy.server import Engine, Overloaded, ServerConfig
+from instructlib.models.llm import ScriptedLLM
+
+PROMPTS = ["Add the two numbers.", "Reverse the order of the words.", "What is the capital", "Sort the numbers"]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """One server process for the module: tiny model, a registry with two adapters, logs on."""
+    root = tmp_path_factory.mktemp("serve")
+    model_dir = make_tiny_model_dir(root / "model")
+    registry = AdapterRegistry(root / "adapters")
+    for seed in (1, 2):
+        registry.add(make_adapter(model_dir, root / f"adapter{seed}", seed), {"note": f"seed {seed}"})
+    with server_process("--model", str(model_dir), "--name", "tiny", "--adapter-registry", str(root / "adapters"),
+                        "--log-dir", str(root / "logs")) as (base, proc):
+        yield {"base": base, "proc": proc, "root": root,
+               "client": openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)}
+
+
+def complete_all(client, prompts, **kw):
+    return [client.completions.create(model="tiny", prompt=p, max_tokens=6, temperature=0, **kw).choices[0].text
+            for p in prompts]
+
+
+def test_models_and_readiness(live):
+    assert [m.id for m in live["client"].models.list().data] == ["tiny"]
+    body = httpx.get(live["base"] + "/ready").json()
+    assert body["status"] == "ready" and body["model"] == "tiny"
+    assert httpx.get(live["base"] + "/health").json() == {"status": "ok"}
+
+
+def test_completion_and_chat(live):
+    client = live["client"]
+    out = client.completions.create(model="tiny", prompt="Add the two numbers.", max_tokens=5, temperature=0)
+    assert out.object == "text_completion" and out.id.startswith("cmpl-")
+    assert out.choices[0].finish_reason in ("stop", "length")
+    assert 0 < out.usage.prompt_tokens and out.usage.completion_tokens <= 5
+    chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Add the two numbers."}],
+                                          max_tokens=5, temperature=0)
+    assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
+    assert isinstance(chat.choices[0].message.content, str)
+    # greedy decoding is deterministic
+    again = client.completions.create(model="tiny", prompt="Add the two numbers.", max_tokens=5, temperature=0)
+    assert again.choices[0].text == out.choices[0].text
+
+
+def test_streaming_equals_non_streaming(live):
+    client = live["client"]
+    messages = [{"role": "user", "content": "Reverse the order of the words.\n\napple bread chair"}]
+    whole = client.chat.completions.create(model="tiny", messages=messages, max_tokens=8, temperature=0)
+    chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=8, temperature=0,
+                                                 stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert len(chunks) >= 3  # role chunk, content pieces, final chunk
+    stream = client.completions.create(model="tiny", prompt="Sort the numbers", max_tokens=6, temperature=0, stream=True)
+    pieces = [c.choices[0].text for c in stream]
+    assert "".join(pieces) == complete_all(client, ["Sort the numbers"])[0]
+
+
+@pytest.mark.parametrize("body,status,param", [
+    (b"{not json", 400, None),
+    (json.dumps({"prompt": "hi"}).encode(), 400, "model"),
+    (json.dumps({"model": "tiny"}).encode(), 400, "prompt"),
+    (json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": "ten"}).encode(), 400, "max_tokens"),
+    (json.dumps({"model": "tiny", "prompt": 42}).encode(), 400, "prompt"),
+    (json.dumps({"model": "tiny", "prompt": "hi", "temperature": 9}).encode(), 400, "temperature"),
+    (json.dumps({"model": "gpt-4", "prompt": "hi"}).encode(), 404, "model"),
+    (json.dumps({"model": "tiny", "prompt": "apple " * 200}).encode(), 400, "prompt"),
+    (json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": 10 ** 9}).encode(), 400, "max_tokens"),
+    (json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": 0}).encode(), 400, "max_tokens"),
+    (json.dumps({"model": "tiny", "prompt": "hi", "n": 3}).encode(), 400, "n"),
+])
+def test_bad_input_gets_openai_error_and_server_keeps_serving(live, body, status, param):
+    r = httpx.post(live["base"] + "/v1/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    assert error["param"] == param
+    assert complete_all(live["client"], PROMPTS[:1])  # still serving
+
+
+def test_openai_client_raises_typed_errors(live):
+    client = live["client"]
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="nope", prompt="hi")
+    with pytest.raises(openai.BadRequestError, match="context length"):
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "apple " * 200}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", messages=[])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny", messages=[{"role": "wizard", "content": "hi"}])
+
+
+def test_concurrent_requests_get_the_same_answers_as_sequential(live):
+    client = live["client"]
+    prompts = PROMPTS * 4
+    sequential = complete_all(client, prompts)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        concurrent_ = list(pool.map(lambda p: complete_all(client, [p])[0], prompts))
+    assert concurrent_ == sequential  # left-padded batches change nothing under greedy decoding
+
+
+def test_hot_swap_and_rollback_without_restart(live):
+    client, base, pid = live["client"], live["base"], live["proc"].pid
+    base_answers = complete_all(client, PROMPTS)
+    listing = httpx.get(base + "/v1/adapters").json()
+    assert [v["version"] for v in listing["data"]] == ["v0001", "v0002"] and listing["active"] is None
+    assert httpx.post(base + "/v1/adapters/activate", json={"version": "v0001"}).json()["active"] == "v0001"
+    v1 = complete_all(client, PROMPTS)
+    assert v1 != base_answers, "adapter v0001 should change the answers"
+    assert httpx.post(base + "/v1/adapters/activate", json={"version": "v0002"}).json()["active"] == "v0002"
+    v2 = complete_all(client, PROMPTS)
+    assert v2 != v1
+    assert httpx.get(base + "/ready").json()["adapter"] == "v0002"
+    r = httpx.post(base + "/v1/adapters/rollback")
+    assert r.json()["active"] == "v0001"
+    assert complete_all(client, PROMPTS) == v1
+    assert httpx.post(base + "/v1/adapters/rollback").json()["active"] is None
+    assert complete_all(client, PROMPTS) == base_answers
+    r = httpx.post(base + "/v1/adapters/activate", json={"version": "v0099"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_version"
+    assert live["proc"].poll() is None and live["proc"].pid == pid  # same process throughout
+    registry = AdapterRegistry(live["root"] / "adapters")
+    assert registry.current() is None
+
+
+def test_feedback_endpoint_validates(live):
+    base, client = live["base"], live["client"]
+    out = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Add the two numbers."}],
+                                         max_tokens=4, temperature=0)
+    ok = httpx.post(base + "/v1/feedback", json={"request_id": out.id, "rating": "down", "correction": "57"})
+    assert ok.status_code == 200 and ok.json()["request_id"] == out.id
+    assert httpx.post(base + "/v1/feedback", json={"request_id": "chatcmpl-unknown", "rating": "up"}).status_code == 404
+    assert httpx.post(base + "/v1/feedback", json={"request_id": out.id, "rating": 5}).status_code == 400
+    assert httpx.post(base + "/v1/feedback", json={"request_id": out.id}).status_code == 400
+
+
+# --- batching and overload, in-process with a scripted model -----------------------------------
+
+class SlowScripted(ScriptedLLM):
+    """Answers 'echo: <prompt>' and takes 0.2 s per batch (whatever its size), like a batched model."""
+
+    def _generate(self, prompts, **kw):
+        time.sleep(0.2)
+        return super()._generate(prompts, **kw)
+
+
+def test_dynamic_batching_groups_concurrent_requests():
+    llm = SlowScripted(lambda p: "echo: " + p)
+    config = ServerConfig(model_name="s", load=lambda: llm, batch_wait_ms=50, max_queue=64)
+    with server_thread(config) as base:
+        def ask(i):
+            r = httpx.post(base + "/v1/completions", json={"model": "s", "prompt": f"p{i}", "temperature": 0}, timeout=30)
+            return r.json()["choices"][0]["text"]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(16)))
+        stats = httpx.get(base + "/stats").json()
+    assert answers == [f"echo: p{i}" for i in range(16)]  # every answer goes back to its own request
+    assert stats["requests"] == 16 and stats["max_batch"] > 1 and stats["batches"] < 16
+
+
+def test_full_queue_answers_429_not_an_unbounded_wait():
+    llm = SlowScripted(lambda p: "ok")
+    config = ServerConfig(model_name="s", load=lambda: llm, batch_wait_ms=300, max_queue=2)
+    with server_thread(config) as base:
+        def ask(i):
+            return httpx.post(base + "/v1/completions", json={"model": "s", "prompt": "x"}, timeout=30)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(ask, range(8)))
+        codes = sorted(r.status_code for r in responses)
+        assert codes.count(200) >= 1 and codes.count(429) >= 1 and set(codes) <= {200, 429}
+        rejected = next(r for r in responses if r.status_code == 429)
+        assert rejected.json()["error"]["type"] == "rate_limit_error" and rejected.headers["retry-after"]
+        assert httpx.post(base + "/v1/completions", json={"model": "s", "prompt": "x"}, timeout=30).status_code == 200
+
+
+def test_not_ready_answers_503():
+    def never():
+        time.sleep(3600)
+
+    config = ServerConfig(model_name="s", load=never)
+    import threading
+
+    import uvicorn
+
+    from deploy_helpers import free_port
+    from instructlib.deploy.server import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                r = httpx.get(base + "/ready", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+        r = httpx.post(base + "/v1/completions", json={"model": "s", "prompt": "x"})
+        assert r.status_code == 503
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def test_engine_overload_is_immediate():
+    async def main():
+        engine = Engine(max_batch_size=4, batch_wait_ms=200, max_queue=1)
+        engine.set_llm(ScriptedLLM(lambda p: p))
+        engine.start()
+        settings = dict(max_tokens=4, temperature=0.0, top_p=1.0, stop=(), seed=None)
+        first = asyncio.create_task(engine.submit("a", **settings))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded):
+            await engine.submit("b", **settings)
+        assert await first == "a"
+        engine.shutdown()
+
+    asyncio.run(main())
