@@ -96,3 +96,37 @@ def few_shot_prompt_zero(tokenizer, instruction, input_):
     from instructlib.data.prompts import few_shot_prompt
 
     return few_shot_prompt([], Record(instruction, input_, ""), template="chat", tokenizer=tokenizer)
+
+
+def test_score_choices_uses_the_supported_cache_argument(tokenizer):
+    """transformers 5.24 renamed the forward argument `past_key_values` to `cache` (the old name goes in
+    5.40). score_choices passes whichever the installed version's forward accepts, and warns about neither."""
+    import inspect
+    import warnings
+
+    import torch
+    import transformers
+
+    from instructlib.data.prompts import cache_keyword, score_choices
+    from instructlib.models import load_model
+
+    model = load_model("smollm2-135m-instruct")
+    params = inspect.signature(model.forward).parameters
+    expected = "cache" if "cache" in params else "past_key_values"
+    assert cache_keyword(model) == expected
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    if (major, minor) >= (5, 24):
+        assert expected == "cache", transformers.__version__
+    prompt = few_shot_prompt_zero(tokenizer, "Is the number even or odd?", "7")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = score_choices(model, tokenizer, [prompt], [["even", "odd", "not a number"]], progress=False)[0]
+    deprecations = [str(w.message) for w in caught if "past_key_values" in str(w.message) or "cache" in str(w.message)]
+    assert not deprecations, deprecations
+    # without any cache at all: one full forward pass per choice gives the same numbers
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for choice, score in zip(["even", "odd", "not a number"], scores):
+        c_ids = tokenizer(choice + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = model(torch.tensor([p_ids + c_ids]), use_cache=False).logits[0].float().log_softmax(-1)
+        assert score == pytest.approx(sum(logp[len(p_ids) + k - 1, t].item() for k, t in enumerate(c_ids)), abs=1e-3)

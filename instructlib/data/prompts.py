@@ -1,4 +1,3 @@
-"""Prompt formats: render a record as text for training (prompt and response apart) or inference.
 
 * ``"alpaca"``: the Stanford Alpaca template, with or without the input block.
 * ``"chat"``: the model's own chat template through ``tokenizer.apply_chat_template``.
@@ -88,6 +87,18 @@ def few_shot_prompt(demos: Sequence[Record], query: Record, template: str = "alp
     return shots + render_for_inference(query, template)
 
 
+def cache_keyword(model) -> str:
+    """The forward argument that takes a KV cache: ``cache`` (transformers >= 5.24), else ``past_key_values``.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` and removes the old name in 5.40; the
+    model's own ``forward`` signature says which one this installation understands.
+    """
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def score_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[Sequence[str]], *,
                   suffix: Optional[str] = None, progress: bool = True) -> list[list[float]]:
     """log P(choice + suffix | prompt), summed over tokens, for every choice of every prompt.
@@ -95,27 +106,31 @@ def score_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[Se
     ``suffix`` defaults to the eos token (SmolLM2's end of turn): scoring "spam<|im_end|>" rather than
     "spam" stops a label that is a prefix of another ("spam" / "not spam", "no" / "no idea") from
     winning for free. Prompt and choice are tokenized separately and concatenated, so a choice has the
-    same tokens after every prompt. Each prompt runs through the model once; its KV cache is then
-    repeated for the batch of its choices, which costs a few tokens each instead of a whole prompt.
+    same tokens after every prompt. Each prompt runs through the model once into a ``DynamicCache``
+    that we own; the cache is then repeated for the batch of its choices, which costs a few tokens
+    each instead of a whole prompt. Works with any transformers 5.x (see :func:`cache_keyword`).
     """
     import torch
     from tqdm.auto import tqdm
+    from transformers import DynamicCache
 
     suffix = tokenizer.eos_token if suffix is None else suffix
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    keyword = cache_keyword(model)
     out: list[list[float]] = []
     for prompt, cs in tqdm(list(zip(prompts, choices)), desc="scoring", disable=not progress or len(prompts) < 2):
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c_ids = [tokenizer(c + suffix, add_special_tokens=False)["input_ids"] for c in cs]
         width = max(len(c) for c in c_ids)
+        cache = DynamicCache(config=model.config)
         with torch.no_grad():
-            first = model(input_ids=torch.tensor([p_ids], device=device), use_cache=True, logits_to_keep=1)
-            cache = first.past_key_values
+            first = model(input_ids=torch.tensor([p_ids], device=device), use_cache=True, logits_to_keep=1,
+                          **{keyword: cache})
             cache.batch_repeat_interleave(len(cs))
             ids = torch.tensor([c + [pad] * (width - len(c)) for c in c_ids], device=device)
             mask = torch.tensor([[1] * (len(p_ids) + len(c)) + [0] * (width - len(c)) for c in c_ids], device=device)
-            rest = model(input_ids=ids, attention_mask=mask, past_key_values=cache)
+            rest = model(input_ids=ids, attention_mask=mask, use_cache=True, **{keyword: cache})
         # token k of a choice is predicted by the prompt's last position (k = 0) or by choice position k - 1
         logits = torch.cat([first.logits[:, -1:].expand(len(cs), 1, -1), rest.logits[:, :-1]], dim=1)
         logprobs = logits.float().log_softmax(-1).gather(-1, ids[..., None])[..., 0]
