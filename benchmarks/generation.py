@@ -1,7 +1,9 @@
-"""Generation speed of TinyGPT: KV cache vs no cache, and TinyGPT vs GPT2LMHeadModel.generate, in one run.
+"""Generation speed of TinyGPT: KV cache vs no cache, and TinyGPT vs GPT2LMHeadModel.generate, in one run;
+and (``--llm``) the LLM interface's batching: ``LLM.complete`` with batch 16 vs one prompt at a time.
 
     python benchmarks/generation.py            # 6 layers x 384, vocab 4096, 256 new tokens (a few minutes on 2 cores)
     python benchmarks/generation.py --quick    # a small model, a few seconds
+    python benchmarks/generation.py --llm      # SmolLM2-135M, 32 chat prompts, batch 16 vs 1 (target >= 3x)
 
 All three decoders run greedy (so they should emit the same tokens: reported) on the same random
 weights and the same prompt, batch 1, after a warmup; each number is the median of ``repeats`` runs,
@@ -101,6 +103,47 @@ def format_table(r: dict) -> str:
     ])
 
 
+def measure_llm(name: str = "smollm2-135m-instruct", n_prompts: int = 32, batch_size: int = 16,
+                max_new_tokens: int = 32, repeats: int = 1) -> dict:
+    """Prompts/s of ``LLM.chat`` in batches of ``batch_size`` vs one prompt at a time (greedy, same prompts)."""
+    from instructlib.data.seeds import load_seed_tasks
+    from instructlib.models import load_llm
+
+    llm = load_llm(name)
+    tasks = load_seed_tasks()
+    convs = [[{"role": "user", "content": (t.instruction + "\n\n" + t.instances[0].input).strip()}]
+             for t in tasks[:n_prompts]]
+    llm.chat(convs[:2], max_new_tokens=4, progress=False)  # warmup
+    times: dict[str, list[float]] = {"batched": [], "single": []}
+    outputs: dict[str, list[str]] = {}
+    for _ in range(repeats):
+        for mode, size in (("batched", batch_size), ("single", 1)):
+            start = time.perf_counter()
+            outputs[mode] = llm.chat(convs, max_new_tokens=max_new_tokens, batch_size=size, progress=False)
+            times[mode].append(time.perf_counter() - start)
+    batched, single = min(times["batched"]), min(times["single"])
+    same = sum(a == b for a, b in zip(outputs["batched"], outputs["single"]))
+    return {"model": name, "prompts": len(convs), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+            "batched_prompts_s": len(convs) / batched, "single_prompts_s": len(convs) / single,
+            "ratio": single / batched, "same_outputs": same, "threads": torch.get_num_threads()}
+
+
+def format_llm_table(r: dict) -> str:
+    """The result of ``measure_llm`` as a Markdown table with the ratio."""
+    return "\n".join([
+        f"LLM.complete on {r['model']}: {r['prompts']} chat prompts, greedy, up to {r['max_new_tokens']} new tokens, "
+        f"{r['threads']} threads",
+        "",
+        "| LLM.complete | prompts/s |",
+        "|---|---|",
+        f"| batch {r['batch_size']} | {r['batched_prompts_s']:.2f} |",
+        "| one prompt at a time | " + f"{r['single_prompts_s']:.2f} |",
+        "",
+        f"batch {r['batch_size']} / one at a time: {r['ratio']:.2f}x   (target >= 3x)",
+        f"same greedy text in both modes: {r['same_outputs']}/{r['prompts']}",
+    ])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,9 +151,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="a small model and 64 new tokens (overhead-bound: the targets are for the default size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--llm", action="store_true", help="LLM.complete batch 16 vs one at a time on SmolLM2")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.llm:
+        print(f"torch {torch.__version__}")
+        print(format_llm_table(measure_llm(repeats=args.repeats)))
+        return
     if args.quick:
         result = measure(QUICK, new_tokens=64, repeats=args.repeats)
     else:
