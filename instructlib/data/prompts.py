@@ -1,4 +1,4 @@
-"""Prompt formats: render a record as text for training (prompt and response apart) or inference.
+"""Chapter 04: prompt formats — render a record as text for training (prompt and response apart) or inference.
 
 * ``"alpaca"``: the Stanford Alpaca template, with or without the input block.
 * ``"chat"``: the model's own chat template through ``tokenizer.apply_chat_template``.
