@@ -1,4 +1,4 @@
-"""Chapters 06–08: `instructlib generate ...` and `instructlib self-instruct`: one subcommand per technique.
+"""Chapter 06: (chapters 06–08) `instructlib generate ...` and `instructlib self-instruct`: one subcommand per technique.
 
 Each technique module in ``GENERATE_MODULES`` exposes ``register_cli(subparsers)``, adding its
 parser under ``instructlib generate``; its ``func(args) -> int`` runs it.
@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 
 GENERATE_MODULES: tuple[str, ...] = (
+    "instructlib.generate.templates",  # chapter 06: generate templates
+    "instructlib.generate.backtranslate",  # chapter 07: generate backtranslate
 )
 
 
