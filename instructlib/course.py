@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,21 +32,19 @@ def colab_badge(path: str) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
-def load_benchmark(name: str):
-    """Import ``benchmarks/<name>.py`` from the repository (fetched from GitHub when installed on Colab)."""
-    import importlib.util
-    import urllib.request
+# Benchmarks that notebooks import: shipped inside the package, so a plain `pip install` (Colab) runs
+# them offline and with the installed version's code. benchmarks/NAME.py is each one's command line.
+PACKAGED_BENCHMARKS = {"attention": "instructlib.nn.attention_benchmark"}
 
-    path = ROOT / "benchmarks" / f"{name}.py"
-    if not path.exists():  # a non-editable install has no benchmarks/: fetch the one script
-        path = Path(tempfile.gettempdir()) / "instructlib-benchmarks" / f"{name}.py"
-        path.parent.mkdir(exist_ok=True)
-        urllib.request.urlretrieve(f"https://raw.githubusercontent.com/{REPO}/main/benchmarks/{name}.py", path)
-    spec = importlib.util.spec_from_file_location(f"benchmarks.{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+
+def load_benchmark(name: str):
+    """The packaged module behind ``benchmarks/<name>.py`` (never downloaded; see PACKAGED_BENCHMARKS)."""
+    import importlib
+
+    if name not in PACKAGED_BENCHMARKS:
+        raise ValueError(f"benchmark {name!r} is not shipped in the package (packaged: "
+                         f"{sorted(PACKAGED_BENCHMARKS)}); run benchmarks/{name}.py from a checkout instead")
+    return importlib.import_module(PACKAGED_BENCHMARKS[name])
 
 
 def _fmt(value: Any) -> str:
@@ -85,25 +83,93 @@ def write_notebook_atomic(nb, path: Path) -> None:
     atomic_write_text(path, [text if text.endswith("\n") else text + "\n"])
 
 
-def execute_notebook(path: Path, timeout: int = 3600) -> tuple[float, dict]:
-    """Execute ``path`` in place in a fresh kernel; return (seconds, reported results)."""
+def _first_line(source: str, width: int = 60) -> str:
+    """The first line of a cell that says something (comments and magics included), cut to ``width``."""
+    line = next((ln.strip() for ln in source.splitlines() if ln.strip()), "")
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+class CellProgress:
+    """Per-cell progress for `make course`: one line per finished code cell, and a heartbeat line every
+    ``heartbeat`` seconds while a cell runs, naming it (so a 15-minute cell is never silent)."""
+
+    def __init__(self, n_code_cells: int, heartbeat: float = 30.0, stream=None):
+        self.n, self.heartbeat, self.stream = n_code_cells, heartbeat, stream or sys.stdout
+        self.k, self.label, self.started = 0, "", 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            with self._lock:
+                if self.started:
+                    self._print(f"    … cell {self.k}/{self.n} still running ({time.perf_counter() - self.started:.0f} s): "
+                                f"{self.label}")
+
+    def __enter__(self) -> "CellProgress":
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def cell_start(self, cell, **_) -> None:
+        """nbclient hook: a cell is about to run."""
+        if cell.cell_type != "code":
+            return
+        with self._lock:
+            self.k += 1
+            self.label, self.started = _first_line(cell.source), time.perf_counter()
+
+    def cell_executed(self, cell, **_) -> None:
+        """nbclient hook: a cell finished (also when it raised)."""
+        if cell.cell_type != "code":
+            return
+        with self._lock:
+            seconds, self.started = time.perf_counter() - self.started, 0.0
+            self._print(f"    cell {self.k:>{len(str(self.n))}}/{self.n} {seconds:6.1f} s  {self.label}")
+
+
+def execute_notebook(path: Path, timeout: int = 3600, progress: bool = True,
+                     heartbeat: float = 30.0) -> tuple[float, dict]:
+    """Execute ``path`` in place in a fresh kernel; return (seconds, reported results).
+
+    With ``progress`` every code cell prints a line when it ends, and a cell still running prints a
+    heartbeat every ``heartbeat`` seconds.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    tracker = CellProgress(sum(c.cell_type == "code" for c in nb.cells), heartbeat)
+    hooks = {"on_cell_start": tracker.cell_start, "on_cell_executed": tracker.cell_executed} if progress else {}
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}, **hooks)
+    if progress:
+        with tracker:
+            client.execute()
+    else:
+        client.execute()
     seconds = time.perf_counter() - start
     write_notebook_atomic(nb, path)
     return seconds, collected_results(nb)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m instructlib.course run [NOTEBOOK ...]`: execute, write back, summarise; 1 if one failed."""
     parser = argparse.ArgumentParser(prog="python -m instructlib.course")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute notebooks in place and summarise them")
     run.add_argument("notebooks", nargs="*", type=Path)
+    run.add_argument("--quiet", action="store_true", help="no per-cell progress lines, only one per notebook")
+    run.add_argument("--heartbeat", type=float, default=30.0, metavar="S",
+                     help="while a cell runs, say so every S seconds (default: 30)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("INSTRUCTLIB_PROFILE", "cpu")
@@ -112,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"▶ {path} (profile {os.environ['INSTRUCTLIB_PROFILE']})", flush=True)
         try:
-            seconds, results = execute_notebook(path)
+            seconds, results = execute_notebook(path, progress=not args.quiet, heartbeat=args.heartbeat)
         except Exception as err:  # keep going: one broken chapter should not hide the others
             print(f"✗ {path.name} failed: {str(err).strip().splitlines()[-1][:300]}", flush=True)
             failed.append(path.name)
