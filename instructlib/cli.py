@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "instructlib.grading.cli",  # build-exercises, grade
     "instructlib.data.cli",  # validate, lint
     "instructlib.generate.cli",  # generate templates|backtranslate|backward
+    "instructlib.generate.self_instruct_cli",  # self-instruct
     "instructlib.deploy.cli",  # serve
 )
 
