@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "instructlib.data.cli",  # validate, lint
     "instructlib.generate.cli",  # generate templates|backtranslate|backward
     "instructlib.generate.self_instruct_cli",  # self-instruct
+    "instructlib.evaluation.cli",  # evaluate
     "instructlib.deploy.cli",  # serve
 )
 

@@ -1,0 +1,184 @@
+"""Chapter 09: the capstone experiment — chapter 05's recipe on several training sets, one token budget, several seeds.
+
+``run_capstone(train_sets, eval_sets, seeds=...)`` takes the training data *by condition*
+(``{"hand-written": records, "+ templates": records, ...}``), fine-tunes the course TinyGPT on each
+with chapter 05's full fine-tuning recipe for the same number of training tokens, once per seed, and
+evaluates every model with the harness. It returns the per-seed table and a summary with the mean
+over seeds and a Student-t 95 % interval. Fine-tuned weights are cached under
+``cache_dir()/finetuned`` (keyed by data, recipe, steps, seed and base model), so a rerun only evaluates.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+
+from instructlib.config import cache_dir, get_device
+from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
+from instructlib.data.records import Record
+from instructlib.evaluation.bootstrap import mean_over_seeds
+from instructlib.evaluation.harness import EvalTable, evaluate
+from instructlib.files import atomic_torch_save, atomic_write_json, build_once
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Chapter 05's full fine-tuning recipe for TinyGPT (notebook 05, section 5)."""
+
+    steps: int = 1000                 # optimizer steps of the reference condition
+    batch_size: int = 32
+    lr: float = 4e-3
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    eval_every_fraction: float = 0.1  # evaluate 10 times per run ...
+    patience: int = 4                 # ... and stop after 4 evaluations without improvement
+    template: str = "chat"
+
+
+def _records(data: Sequence[Any]) -> list[Record]:
+    return [getattr(x, "record", x) for x in data]
+
+
+def mean_tokens(encoded: Sequence[dict]) -> float:
+    """Mean tokens per encoded example (prompt + response + end-of-text)."""
+    return sum(len(e["input_ids"]) for e in encoded) / len(encoded)
+
+
+def steps_for_budget(encoded: Sequence[dict], batch_size: int, token_budget: float) -> int:
+    """Optimizer steps that show the model about ``token_budget`` real tokens of this data set."""
+    return max(1, round(token_budget / (batch_size * mean_tokens(encoded))))
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def finetune(base, tokenizer, records: Sequence[Any], *, steps: int, seed: int, recipe: Recipe = Recipe(),
+             eval_records: Optional[Sequence[Any]] = None, device=None, progress: bool = True):
+    """A fine-tuned copy of ``base`` (chapter 05's recipe) and its ``TrainResult``."""
+    import copy
+
+    from instructlib.train import TrainConfig, train
+
+    max_len = base.config.block_size
+    train_data, _ = encode_dataset(_records(records), tokenizer, max_len, recipe.template)
+    eval_data = encode_dataset(_records(eval_records), tokenizer, max_len, recipe.template)[0] if eval_records else None
+    config = TrainConfig(max_steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                         warmup_steps=max(1, round(steps * recipe.warmup_fraction)), min_lr_ratio=recipe.min_lr_ratio,
+                         weight_decay=recipe.weight_decay,
+                         eval_every=max(1, round(steps * recipe.eval_every_fraction)) if eval_data else 0,
+                         patience=recipe.patience if eval_data else None, group_by_length=True, seed=seed,
+                         progress=progress)
+    torch.manual_seed(seed)
+    model = copy.deepcopy(base)
+    result = train(model, train_data, DataCollatorForInstructions(tokenizer), config, eval_data=eval_data,
+                   device=device or get_device())
+    return model.cpu().eval(), result
+
+
+def cached_finetune(name: str, records: Sequence[Any], *, steps: int, seed: int, recipe: Recipe = Recipe(),
+                    eval_records: Optional[Sequence[Any]] = None, base_name: str = "tinygpt", progress: bool = True):
+    """``finetune`` the course model, cached on disk: returns (model, meta) and trains only on a miss."""
+    from instructlib.models import load_model, load_tokenizer
+    from instructlib.models.course import course_model_dir
+    from instructlib.nn.gpt import GPTConfig, TinyGPT
+
+    if base_name != "tinygpt":
+        raise ValueError("the capstone fine-tunes the course TinyGPT; other bases are future work")
+    base_dir = course_model_dir()
+    key = _digest({"data": [r.to_dict() for r in _records(records)], "eval": [r.to_dict() for r in _records(eval_records or [])],
+                   "recipe": asdict(recipe), "steps": steps, "seed": seed, "base": base_dir.name})
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+    def build(out: Path) -> None:
+        model, result = finetune(load_model(base_name), load_tokenizer(base_name), records, steps=steps, seed=seed,
+                                 recipe=recipe, eval_records=eval_records, progress=progress)
+        atomic_torch_save(model.state_dict(), out / "model.pt")
+        atomic_write_json(out / "meta.json", {
+            "name": name, "seed": seed, "steps_planned": steps, "steps": result.step, "tokens": result.tokens,
+            "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
+            "examples": len(records), "gpt_config": model.config_dict(), "recipe": asdict(recipe), "base": base_dir.name})
+
+    path = build_once(cache_dir() / "finetuned" / f"{safe}-seed{seed}-{key}", build)
+    meta = json.loads((path / "meta.json").read_text())
+    model = TinyGPT(GPTConfig(**meta["gpt_config"]))
+    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval(), meta
+
+
+def run_capstone(train_sets: Mapping[str, Sequence[Any]], eval_sets: Mapping[str, Sequence[Any]], *,
+                 seeds: Sequence[int] = (0, 1, 2), token_budget: Optional[float] = None, recipe: Recipe = Recipe(),
+                 metrics: Sequence[str] = ("em", "strict", "loose", "rougeL"), eval_records: Optional[Sequence[Any]] = None,
+                 include_base: bool = True, max_new_tokens: int = 20, progress: bool = True) -> tuple[EvalTable, Any, list[dict]]:
+    """Fine-tune per (condition, seed) under one token budget and evaluate; (per-seed table, summary, runs).
+
+    ``token_budget`` defaults to ``recipe.steps`` batches of the *first* condition (chapter 05's budget
+    when that is the hand-written set). The summary DataFrame has one row per (condition, data,
+    metric): mean over seeds with a Student-t 95 % interval, and the tokens each condition trained on.
+    """
+    from instructlib.models import LLM, load_llm, load_tokenizer
+
+    if not train_sets:
+        raise ValueError("run_capstone needs at least one training set")
+    tokenizer = load_tokenizer("tinygpt")
+    max_len = load_model_block_size()
+    encoded = {c: encode_dataset(_records(d), tokenizer, max_len, recipe.template)[0] for c, d in train_sets.items()}
+    first = next(iter(encoded.values()))
+    budget = token_budget or recipe.steps * recipe.batch_size * mean_tokens(first)
+    models: dict[str, Any] = {}
+    runs: list[dict] = []
+    if include_base:
+        models["base"] = load_llm("tinygpt")
+    for condition, data in train_sets.items():
+        steps = steps_for_budget(encoded[condition], recipe.batch_size, budget)
+        for seed in seeds:
+            model, meta = cached_finetune(condition, data, steps=steps, seed=seed, recipe=recipe,
+                                          eval_records=eval_records, progress=progress)
+            models[f"{condition}/seed{seed}"] = LLM.wrap(model, tokenizer, name=f"{condition}/seed{seed}")
+            runs.append({"condition": condition, "seed": seed, **{k: meta[k] for k in
+                         ("examples", "steps_planned", "steps", "tokens", "best_val_loss", "stopped_early")}})
+    table = evaluate(models, eval_sets, metrics, max_new_tokens=max_new_tokens, progress=progress)
+    return table, summarize_seeds(table, runs), runs
+
+
+def load_model_block_size() -> int:
+    """Context length of the course TinyGPT (prompt + answer must fit)."""
+    from instructlib.models.course import course_model_meta
+
+    return int(course_model_meta()["gpt_config"]["block_size"])
+
+
+def summarize_seeds(table: EvalTable, runs: Sequence[dict] = ()) -> Any:
+    """One row per (condition, data, metric): the mean over seeds with a Student-t 95 % interval.
+
+    A model evaluated once (the base model: no seed) keeps its bootstrap interval over items;
+    the ``interval`` column says which kind each row has.
+    """
+    import pandas as pd
+
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in table.rows:
+        condition = row["model"].rsplit("/seed", 1)[0]
+        groups.setdefault((condition, row["data"], row["metric"]), []).append(row)
+    tokens: dict[str, list[int]] = {}
+    for r in runs:
+        tokens.setdefault(r["condition"], []).append(r["tokens"])
+    out = []
+    for (condition, data, metric), rows in groups.items():
+        if len(rows) == 1:
+            low, high, kind = rows[0]["low"], rows[0]["high"], "items (bootstrap)"
+            mean = rows[0]["value"]
+        else:
+            iv = mean_over_seeds([r["value"] for r in rows])
+            mean, low, high, kind = iv.value, iv.low, iv.high, "seeds (t)"
+        seen = tokens.get(condition)
+        out.append({"condition": condition, "data": data, "metric": metric, "mean": mean, "low": low, "high": high,
+                    "runs": len(rows), "interval": kind,
+                    "train_tokens": sum(seen) / len(seen) if seen else math.nan})
+    return pd.DataFrame(out)

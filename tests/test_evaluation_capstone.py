@@ -1,0 +1,48 @@
+"""The capstone code path: training sets by condition, one token budget, seeds, cached fine-tunes, summary."""
+import math
+
+import pytest
+
+from instructlib.data.verifiable import make_examples
+from instructlib.evaluation.capstone import Recipe, run_capstone, steps_for_budget, summarize_seeds
+from instructlib.evaluation.harness import EvalTable
+
+
+def test_steps_for_budget_equalises_tokens():
+    short = [{"input_ids": [0] * 10}] * 4
+    long = [{"input_ids": [0] * 40}] * 4
+    assert steps_for_budget(short, 8, 8 * 10 * 100) == 100
+    assert steps_for_budget(long, 8, 8 * 10 * 100) == 25     # 4x longer examples, 4x fewer steps
+    assert steps_for_budget(long, 8, 1) == 1
+
+
+def test_summary_uses_t_over_seeds_and_bootstrap_for_single_runs():
+    rows = [{"model": "base", "data": "d", "metric": "strict", "value": 0.1, "low": 0.05, "high": 0.2, "n": 10,
+             "excluded": 0}]
+    rows += [{"model": f"a/seed{s}", "data": "d", "metric": "strict", "value": v, "low": 0, "high": 1, "n": 10,
+              "excluded": 0} for s, v in enumerate([0.2, 0.3, 0.4])]
+    summary = summarize_seeds(EvalTable(rows=rows), [{"condition": "a", "tokens": t} for t in (100, 110, 120)])
+    base = summary[summary.condition == "base"].iloc[0]
+    a = summary[summary.condition == "a"].iloc[0]
+    assert (base["low"], base["high"], base["runs"]) == (0.05, 0.2, 1) and math.isnan(base["train_tokens"])
+    assert a["mean"] == pytest.approx(0.3) and a["runs"] == 3 and a["train_tokens"] == 110
+    assert a["high"] - a["mean"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
+
+
+def test_run_capstone_trains_each_condition_per_seed_and_caches(one_thread):
+    hand = make_examples("train", 2, seed=0)
+    more = hand + make_examples("train", 2, seed=1, phrasings="heldout")
+    evals = {"heldout": make_examples("test", 1, seed=0, phrasings="heldout")[:6]}
+    recipe = Recipe(steps=3, batch_size=4)
+    table, summary, runs = run_capstone({"hand": hand, "more": more}, evals, seeds=(0, 1), recipe=recipe,
+                                        metrics=["strict", "loose"], progress=False)
+    assert [(r["condition"], r["seed"]) for r in runs] == [("hand", 0), ("hand", 1), ("more", 0), ("more", 1)]
+    assert all(r["steps"] == r["steps_planned"] for r in runs)
+    assert {r["model"] for r in table.rows} == {"base", "hand/seed0", "hand/seed1", "more/seed0", "more/seed1"}
+    assert set(summary.condition) == {"base", "hand", "more"} and len(summary) == 3 * 2
+    assert (summary[summary.condition != "base"].runs == 2).all()
+    again = run_capstone({"hand": hand}, evals, seeds=(0,), recipe=recipe, metrics=["strict"], progress=False)
+    assert again[2][0] == runs[0], "a rerun loads the cached fine-tune (same meta) instead of training"
+    assert again[0].cache_misses == 0
+    with pytest.raises(ValueError):
+        run_capstone({}, evals)
