@@ -362,11 +362,18 @@ def load_with_adapter(base_model, tokenizer, adapter_dir: Optional[Path], name: 
 
 def answers(llm, examples: Sequence, template: str = "chat", max_new_tokens: int = 20,
             batch_size: int = 64) -> list[str]:
-    """Greedy answers of ``llm`` to verifiable examples (first line, as exact match expects)."""
+    """Greedy answers of ``llm`` to verifiable examples (first line, as exact match expects).
+
+    A prompt that leaves no room for ``max_new_tokens`` in the model's context gets the answer ""
+    (counted wrong), as the server would refuse it with a 400.
+    """
     from ..data.formats import user_content
 
     conversations = [[{"role": "user", "content": user_content(e.record)}] for e in examples]
-    texts = llm.chat(conversations, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
-                     progress=False)
-    return [t.split("\n")[0] for t in texts]
+    limit = llm._max_length() if hasattr(llm, "_max_length") else None
+    fits = [limit is None or len(llm.tokenizer(llm.chat_prompt(c), add_special_tokens=False)["input_ids"])
+            + max_new_tokens <= limit for c in conversations]
+    texts = iter(llm.chat([c for c, ok in zip(conversations, fits) if ok], max_new_tokens=max_new_tokens,
+                          temperature=0.0, batch_size=batch_size, progress=False))
+    return [next(texts).split("\n")[0] if ok else "" for ok in fits]
 
