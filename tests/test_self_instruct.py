@@ -236,6 +236,9 @@ def test_scripted_end_to_end(tmp_path):
     assert BLACKLISTED not in kept
     assert table["blacklist"]["reasons"] == {"keyword 'picture'": table["blacklist"]["dropped"]}
     assert table["blacklist"]["dropped"] >= 1
+    assert {x["instruction"] for x in result.rejected if x["filter"] == "blacklist"} == {BLACKLISTED}
+    assert len(result.rejected) == sum(row["dropped"] for name, row in table.items()
+                                       if name not in ("model output", "instances"))
     assert table["first character"]["reasons"].get("starts with punctuation", 0) >= 1   # the garbage
     assert table["model output"]["reasons"].get("no instruction in output", 0) >= 1   # garbage counted
     assert table["instances"]["reasons"].get("no valid instance", 0) >= 1           # the bakery task

@@ -18,9 +18,10 @@ turn and nothing else; the model writes a user query, then answers it).
 
 Files, all append-only JSONL (``JSONLStage``), so a run killed at any point resumes exactly:
 ``out`` (the records), ``<out>.pool.jsonl`` (the machine pool, one row per kept instruction) and
-``<out>.rounds.jsonl`` (one row per finished round with its funnel). Round ``r`` samples its demos
-from the pool rows of rounds ``< r`` and seeds its generation with ``seed + r``, so a rerun repeats
-an unfinished round identically and the stages skip the rows that were already written.
+``<out>.rounds.jsonl`` (one row per finished round: its funnel and every rejected candidate with
+the reason). Round ``r`` samples its demos from the pool rows of rounds ``< r`` and seeds its
+generation with ``seed + r``, so a rerun repeats an unfinished round identically and the stages
+skip the rows that were already written.
 
 ``faithful=True`` reproduces the reference's handling of Chinese (and its ``capitalize()``) to
 show what it does; the default counts CJK characters as words and compares them in ROUGE-L.
@@ -125,6 +126,7 @@ class RunResult:
     candidates: int
     generation_seconds: float
     out: Path
+    rejected: list[dict] = field(default_factory=list)   # {"instruction", "filter", "reason", "round"}
 
     @property
     def instructions_per_minute(self) -> float:
@@ -243,11 +245,22 @@ class SelfInstruct:
                     candidates.append({"instruction": query, "demos": [], "prompt": p})
         return candidates
 
-    def _filter(self, candidates: list[dict], index: DedupIndex, funnel: Funnel) -> list[dict]:
+    def _filter(self, candidates: list[dict], index: DedupIndex, funnel: Funnel) -> tuple[list[dict], list[dict]]:
+        """(kept, rejected): each candidate stops at its first failing filter, counted in the funnel."""
         checks = [(name, (lambda item, c=check: c(item["instruction"]))) for name, check in self.checks]
         checks.append((f"ROUGE-L <= {self.config.threshold}",
                        lambda item: None if index.add_if_new(item["instruction"]) else "near-duplicate"))
-        return funnel.run(candidates, checks)
+        kept, rejected = [], []
+        for item in candidates:
+            for name, check in checks:
+                reason = check(item)
+                funnel.count(name, reason)
+                if reason is not None:
+                    rejected.append({"instruction": item["instruction"], "filter": name, "reason": reason})
+                    break
+            else:
+                kept.append(item)
+        return kept, rejected
 
     def _instances(self, kept: list[dict], r: int, funnel: Funnel, timer: dict) -> None:
         """Fill ``is_classification`` and ``instances`` of each kept task (in place)."""
@@ -303,7 +316,7 @@ class SelfInstruct:
             index.add(text)
         funnel, timer = Funnel(), {}
         candidates = self._propose(r, machine, funnel, timer)
-        kept = self._filter(candidates, index, funnel)
+        kept, rejected = self._filter(candidates, index, funnel)
         self._instances(kept, r, funnel, timer)
         pool_rows, record_rows = [], []
         for k, item in enumerate(kept):
@@ -318,7 +331,7 @@ class SelfInstruct:
                                     "provenance": prov})
         self.pool.extend(pool_rows)
         self.records.extend(record_rows)
-        row = {"id": r, "round": r, "candidates": len(candidates), "kept": len(kept),
+        row = {"id": r, "round": r, "candidates": len(candidates), "kept": len(kept), "rejected": rejected,
                "records": len(record_rows), "generation_seconds": timer.get("seconds", 0.0),
                "funnel": funnel.to_dict(), "config": self.config.identity()}
         self.rounds.append(row)
@@ -360,7 +373,8 @@ class SelfInstruct:
                          records=len(self.records.rows()), rounds=len(rounds),
                          candidates=sum(row["candidates"] for row in rounds),
                          generation_seconds=sum(row["generation_seconds"] for row in rounds),
-                         out=self.paths[0])
+                         out=self.paths[0],
+                         rejected=[{**x, "round": row["round"]} for row in rounds for x in row.get("rejected", [])])
 
     def close(self) -> None:
         """Close the three output files."""
