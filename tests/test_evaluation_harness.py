@@ -8,7 +8,7 @@ import torch
 
 from instructlib.data.verifiable import make_examples
 from instructlib.evaluation import evaluate, judge_metric
-from instructlib.evaluation.harness import model_fingerprint
+from instructlib.evaluation.cache import model_fingerprint
 from instructlib.evaluation.suite import as_item, perplexity_text
 from instructlib.models import LLM, ScriptedLLM, load_tokenizer
 from instructlib.nn.gpt import GPTConfig, TinyGPT

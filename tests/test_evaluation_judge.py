@@ -113,3 +113,16 @@ def test_prompts_show_reference_only_when_given():
     with pytest.raises(ValueError):
         grade_single(ScriptedLLM(lambda prompt: ""), ["q"], ["a", "b"], progress=False)
     assert summarize_ratings([Rating(None, "x")]).mean is None
+
+
+def test_judge_replies_are_cached(tmp_path):
+    from instructlib.evaluation.cache import Cache
+
+    judge = ScriptedLLM(lambda prompt: "[[B]]", name="cached-judge")
+    cache = Cache(tmp_path)
+    first = compare_pairwise(judge, ["q1", "q2"], ["a", "b"], ["c", "d"], progress=False, cache=cache)
+    again = compare_pairwise(judge, ["q1", "q2"], ["a", "b"], ["c", "d"], progress=False, cache=cache)
+    assert first == again and len(judge.calls) == 4, "the rerun must come from the cache"
+    grade_single(judge, ["q"], ["a"], progress=False, cache=cache)
+    grade_single(judge, ["q"], ["a"], progress=False, cache=Cache(tmp_path, enabled=False))
+    assert len(judge.calls) == 6

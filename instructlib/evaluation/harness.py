@@ -4,50 +4,27 @@ For every (model, dataset) pair the harness generates answers once (greedy, batc
 interface: ``llm.chat``), then scores them with each metric and attaches a bootstrap interval. Two
 caches under ``cache_dir()/evaluation`` make a rerun instant: generations keyed by (model, data,
 generation settings) and scores keyed by (model, data, metric, bootstrap settings). A model is
-identified by a hash of its weights and chat template (or by its name when it has no weights, such as
-a ``ScriptedLLM``), a dataset by a hash of its items, so changing either one recomputes.
+identified by a hash of its weights and chat template, a dataset by a hash of its items
+(``evaluation.cache``), so changing either one recomputes.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
-import torch
 
-from instructlib.config import cache_dir
 from instructlib.evaluation.bootstrap import Interval, bootstrap_ci, bootstrap_statistic
+from instructlib.evaluation.cache import Cache, digest, model_fingerprint
 from instructlib.evaluation.suite import EvalItem, Metric, as_items, get_metric
-from instructlib.files import atomic_write_json
 
 COLUMNS = ("model", "data", "metric", "value", "low", "high", "n", "excluded")
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:20]
-
-
-def model_fingerprint(llm) -> str:
-    """A hash of the model's weights (and chat template); ``name:<name>`` for models without weights."""
-    model = getattr(llm, "model", None)
-    if model is None or not hasattr(model, "state_dict"):
-        return f"name:{getattr(llm, 'name', type(llm).__name__)}"
-    h = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy() if t.numel() else b"")
-    template = getattr(getattr(llm, "tokenizer", None), "chat_template", None)
-    h.update(str(template).encode())
-    return h.hexdigest()[:20]
-
-
 def data_fingerprint(items: Sequence[EvalItem]) -> str:
     """A hash of the items (conversations, references, families, texts)."""
-    return _hash([it.to_dict() for it in items])
+    return digest([it.to_dict() for it in items])
 
 
 @dataclass
@@ -94,26 +71,6 @@ class EvalTable:
 
     def _repr_html_(self) -> str:
         return self.to_pandas()._repr_html_()
-
-
-class _Cache:
-    """JSON files under ``root``, written atomically; an unreadable file is a miss."""
-
-    def __init__(self, root: Optional[Path], enabled: bool):
-        self.root, self.enabled = root, enabled
-
-    def get(self, kind: str, key: str) -> Optional[dict]:
-        if not self.enabled:
-            return None
-        path = self.root / kind / f"{key}.json"
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
-    def put(self, kind: str, key: str, obj: dict) -> None:
-        if self.enabled:
-            atomic_write_json(self.root / kind / f"{key}.json", obj)
 
 
 def generate(llm, items: Sequence[EvalItem], *, max_new_tokens: int = 32, stop: Sequence[str] = ("\n",),
@@ -167,7 +124,7 @@ def evaluate(models: Union[Mapping[str, Any], Sequence[Any]], datasets: Mapping[
     """
     from tqdm.auto import tqdm
 
-    store = _Cache((cache_root or cache_dir() / "evaluation"), cache)
+    store = Cache(cache_root, cache)
     metric_objs = [get_metric(x) for x in metrics]
     table = EvalTable()
     gen_settings = {"max_new_tokens": max_new_tokens, "stop": list(stop)}
@@ -178,7 +135,7 @@ def evaluate(models: Union[Mapping[str, Any], Sequence[Any]], datasets: Mapping[
             dkey = data_fingerprint(items)
             preds: list[str] = [""] * len(items)
             if any(x.needs_generation for x in metric_objs):
-                gkey = _hash(["generate", mkey, dkey, gen_settings])
+                gkey = digest(["generate", mkey, dkey, gen_settings])
                 hit = store.get("generations", gkey)
                 if hit is None:
                     table.cache_misses += 1
@@ -190,7 +147,7 @@ def evaluate(models: Union[Mapping[str, Any], Sequence[Any]], datasets: Mapping[
                     preds = hit["predictions"]
                 table.predictions[(model_name, data_name)] = preds
             for metric in tqdm(metric_objs, desc=f"{model_name} / {data_name}", disable=not progress, leave=False):
-                skey = _hash(["score", mkey, dkey, gen_settings if metric.needs_generation else None,
+                skey = digest(["score", mkey, dkey, gen_settings if metric.needs_generation else None,
                               metric.name, metric.key, n_boot, seed])
                 hit = store.get("scores", skey)
                 if hit is None:

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from instructlib.evaluation.bootstrap import Interval, bootstrap_ci
+from instructlib.evaluation.cache import Cache, cached_chat
 
 POSITIONS = ("A", "B", "tie")
 
@@ -167,26 +168,30 @@ class PairVerdict:
         return fwd != bwd
 
 
-def _chat(judge, conversations: list[list[dict]], max_new_tokens: int, batch_size: int, progress: bool) -> list[str]:
-    return judge.chat(conversations, max_new_tokens=max_new_tokens, temperature=0.0,
-                      batch_size=batch_size, progress=progress)
+def _chat(judge, conversations: list[list[dict]], max_new_tokens: int, batch_size: int, progress: bool,
+          cache: Optional[Cache]) -> list[str]:
+    return cached_chat(judge, conversations, cache=cache, max_new_tokens=max_new_tokens, temperature=0.0,
+                       batch_size=batch_size, progress=progress)
 
 
 def grade_single(judge, questions: Sequence[str], answers: Sequence[str],
                  references: Optional[Sequence[Optional[str]]] = None, *, max_new_tokens: int = 16,
-                 batch_size: int = 8, progress: bool = True) -> list[Rating]:
-    """Ask ``judge`` to rate every answer 1-10; unparseable replies get ``score=None``."""
+                 batch_size: int = 8, progress: bool = True, cache: Optional[Cache] = None) -> list[Rating]:
+    """Ask ``judge`` to rate every answer 1-10; unparseable replies get ``score=None``.
+
+    With ``cache`` (an ``evaluation.cache.Cache``) the judge's replies are stored and a rerun is instant.
+    """
     refs = list(references) if references is not None else [None] * len(questions)
     if not len(questions) == len(answers) == len(refs):
         raise ValueError(f"{len(questions)} questions, {len(answers)} answers, {len(refs)} references")
     convs = [single_messages(q, a, r) for q, a, r in zip(questions, answers, refs)]
-    replies = _chat(judge, convs, max_new_tokens, batch_size, progress)
+    replies = _chat(judge, convs, max_new_tokens, batch_size, progress, cache)
     return [Rating(parse_rating(r), r) for r in replies]
 
 
 def compare_pairwise(judge, questions: Sequence[str], answers_1: Sequence[str], answers_2: Sequence[str],
                      references: Optional[Sequence[Optional[str]]] = None, *, max_new_tokens: int = 16,
-                     batch_size: int = 8, progress: bool = True) -> list[PairVerdict]:
+                     batch_size: int = 8, progress: bool = True, cache: Optional[Cache] = None) -> list[PairVerdict]:
     """Judge every pair twice (1 as A, then 2 as A) in one batch; see ``PairVerdict`` for the tie rule."""
     refs = list(references) if references is not None else [None] * len(questions)
     if not len(questions) == len(answers_1) == len(answers_2) == len(refs):
@@ -194,7 +199,7 @@ def compare_pairwise(judge, questions: Sequence[str], answers_1: Sequence[str], 
     n = len(questions)
     convs = [pairwise_messages(q, a, b, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
     convs += [pairwise_messages(q, b, a, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
-    replies = _chat(judge, convs, max_new_tokens, batch_size, progress)
+    replies = _chat(judge, convs, max_new_tokens, batch_size, progress, cache)
     return [PairVerdict(parse_pairwise(replies[k]), parse_pairwise(replies[n + k]), (replies[k], replies[n + k]))
             for k in range(n)]
 
