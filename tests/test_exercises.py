@@ -37,9 +37,9 @@ def stubs(tmp_path_factory) -> dict[Path, Path | str]:
 def grades(stubs) -> dict[tuple[str, str, str], object]:
     """Grade every key (student ``solutions``) and every stub (student ``stub``) once."""
     ok = [key for key in KEYS if isinstance(stubs[key], Path)]
-    rows, problems = grade([*ok, *(stubs[key] for key in ok)], key_dir=SOLUTIONS, timeout=TIMEOUT, jobs=2)
-    assert not problems, problems
-    return {(r.student, r.chapter, r.question): r for r in rows}
+    run = grade([*ok, *(stubs[key] for key in ok)], key_dir=SOLUTIONS, timeout=TIMEOUT, jobs=2)
+    assert not run.problems, run.problems
+    return {(r.student, r.chapter, r.question): r for r in run.rows}
 
 
 def _stub(stubs, key) -> Path:
@@ -71,6 +71,7 @@ def _rows(grades, student: str, key: Path) -> list:
 
 @pytest.mark.parametrize("key", KEYS, ids=[k.name for k in KEYS])
 def test_solutions_get_full_marks(key, stubs, grades):
+    """Also proves the key runs in the grader (a key failing its own checks is a GRADER ERROR row)."""
     _stub(stubs, key)
     for r in _rows(grades, "solutions", key):
         assert r.points == r.max_points, f"{key.name} {r.question}: {r.points:g}/{r.max_points:g}: {r.feedback}"

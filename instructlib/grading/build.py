@@ -1,4 +1,4 @@
-"""Generate the student notebooks ``exercises/chNN_exercises.ipynb`` from ``solutions/``.
+"""Exercises: generate the student notebooks ``exercises/chNN_exercises.ipynb`` from ``solutions/``.
 
 Solution regions become ``raise NotImplementedError`` at the marker's indentation, hidden test
 cells are dropped, outputs and execution artefacts are cleared; everything else is kept. The JSON

@@ -1,4 +1,4 @@
-"""`instructlib build-exercises SOLUTIONS EXERCISES` and `instructlib grade SUBMISSION... --out CSV`."""
+"""Exercises: `instructlib build-exercises SOLUTIONS EXERCISES` and `instructlib grade SUBMISSION... --out CSV`."""
 from __future__ import annotations
 
 import argparse
@@ -36,26 +36,40 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_grade(args: argparse.Namespace) -> int:
-    """Grade every submission, write the gradebook (and feedback files); 1 if some could not be graded."""
-    from .grader import grade, write_feedback, write_gradebook
+    """Grade every submission into the gradebook (appending, resumable); exit 1 if some could not be
+    graded, 3 on grader errors (not the students' fault), 2 on usage errors."""
+    from .grader import UsageError, grade
+    from .sandbox import Limits
 
-    def progress(row) -> None:
-        print(f"{row.student} ch{row.chapter} {row.question}: {row.points:g}/{row.max_points:g}", flush=True)
+    def progress(rows) -> None:
+        total, possible = sum(r.points for r in rows), sum(r.max_points for r in rows)
+        print(f"{rows[0].student} ch{rows[0].chapter}: {total:g}/{possible:g}", flush=True)
 
+    if args.jobs < 1 or args.timeout <= 0 or args.max_output <= 0 or args.max_memory < 0:
+        print("error: --jobs, --timeout and --max-output must be positive, --max-memory at least 0", file=sys.stderr)
+        return 2
     try:
-        rows, problems = grade(args.submissions, key_dir=args.key_dir, timeout=args.timeout,
-                               max_output=args.max_output, chapter=args.chapter, jobs=args.jobs,
-                               progress=progress)
-    except ValueError as err:
+        run = grade(args.submissions, key_dir=args.key_dir, timeout=args.timeout, max_output=args.max_output,
+                    chapter=args.chapter, jobs=args.jobs, out=args.out, feedback_dir=args.feedback_dir,
+                    limits=Limits(memory_mb=args.max_memory), isolation=args.isolation,
+                    log=lambda line: print(line, flush=True), progress=progress)
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    write_gradebook(rows, args.out)
-    print(f"wrote {args.out} ({len(rows)} rows)")
-    if args.feedback_dir:
-        print(f"wrote {len(write_feedback(rows, args.feedback_dir))} feedback files to {args.feedback_dir}")
-    for problem in problems:
+    except Exception as err:  # noqa: BLE001 - the gradebook keeps every finished submission; say why we stopped
+        print(f"grader error: {type(err).__name__}: {err} (rows already in {args.out} are kept; rerun to "
+              "grade the rest)", file=sys.stderr)
+        return 3
+    if run.skipped:
+        print(f"skipped {len(run.skipped)} submissions already in {args.out}")
+    print(f"{args.out}: {len(run.rows)} new rows")
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for problem in run.problems:
         print(f"could not grade {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    for error in run.errors:
+        print(f"grader error: {error}", file=sys.stderr)
+    return run.exit_code
 
 
 def register(subparsers) -> None:
@@ -70,7 +84,7 @@ def register(subparsers) -> None:
     g = subparsers.add_parser("grade", help="grade student notebooks into a CSV gradebook",
                               description=run_grade.__doc__)
     g.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION.ipynb")
-    g.add_argument("--out", type=Path, required=True, help="CSV gradebook to write")
+    g.add_argument("--out", type=Path, required=True, help="CSV gradebook (appended to; a rerun skips students already in it)")
     g.add_argument("--key-dir", type=Path, default=Path("solutions"),
                    help="folder with the keys chNN_exercises.ipynb (default: solutions)")
     g.add_argument("--timeout", type=float, default=60, help="seconds per question (default: 60)")
@@ -79,4 +93,9 @@ def register(subparsers) -> None:
     g.add_argument("--feedback-dir", type=Path, help="also write one Markdown feedback file per student")
     g.add_argument("--chapter", type=_chapter, help="chapter NN for submissions whose metadata lost it")
     g.add_argument("--jobs", type=int, default=1, help="questions graded in parallel (default: 1)")
+    g.add_argument("--max-memory", type=int, default=4096,
+                   help="MB of address space per kernel process, 0 for no limit (default: 4096)")
+    g.add_argument("--isolation", choices=("auto", "require", "none"), default="auto",
+                   help="auto: the strongest sandbox this machine allows; require: refuse to grade without "
+                        "its own uid and namespaces per kernel; none: run kernels as yourself (default: auto)")
     g.set_defaults(func=run_grade)
