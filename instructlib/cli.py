@@ -44,8 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 title="commands")
+    broken = []
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as err:  # e.g. an optional dependency missing: the other commands still work
+            broken.append(f"  {name}: {err}")
+            continue
+        module.register(sub)
+    if broken:
+        parser.epilog += "\n\ncommands not available here (their module failed to import):\n" + "\n".join(broken)
     return parser
 
 

@@ -218,3 +218,12 @@ def test_real_process_prints_no_traceback(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert out.returncode in (1, 2) and "Traceback" not in out.stdout + out.stderr, out.stderr
         assert out.stdout.count(": error: ") + out.stderr.count(": error: ") >= 3
+
+
+def test_a_command_module_that_fails_to_import_leaves_the_others_working(capsys, monkeypatch):
+    import instructlib.cli as cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("instructlib.no_such_module",))
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "commands not available here" in out and "instructlib.no_such_module" in out
+    assert run(capsys, "validate", "--help")[0] == 0
