@@ -57,6 +57,9 @@ def test_exact_match_max_over_references_and_language_per_reference():
     assert exact_match("北京", ["北京。"]) == 1.0
     assert exact_match("北京", ["上海", "北 京！"]) == 1.0
     assert exact_match("北京市", "北京") == 0.0
+    assert exact_match("ＡＢＣ１２３", "abc123") == 1.0  # Chinese rules when either side looks Chinese
+    assert exact_match("abc123", "ＡＢＣ１２３") == 1.0
+    assert exact_match("ＡＢＣ", "abc", lang="en") == 0.0
     assert exact_match_scores(["a", "b"], ["A", ["c", "B!"]]) == [1.0, 1.0]
     with pytest.raises(ValueError):
         exact_match_scores(["a"], [])

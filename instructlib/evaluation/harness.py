@@ -122,8 +122,6 @@ def evaluate(models: Union[Mapping[str, Any], Sequence[Any]], datasets: Mapping[
     ``{name: items}`` with items as ``suite.as_item`` accepts; ``metrics``: names from
     ``suite.METRICS`` or ``Metric`` objects (e.g. ``suite.judge_metric(judge)``).
     """
-    from tqdm.auto import tqdm
-
     store = Cache(cache_root, cache)
     metric_objs = [get_metric(x) for x in metrics]
     table = EvalTable()
@@ -146,7 +144,7 @@ def evaluate(models: Union[Mapping[str, Any], Sequence[Any]], datasets: Mapping[
                     table.cache_hits += 1
                     preds = hit["predictions"]
                 table.predictions[(model_name, data_name)] = preds
-            for metric in tqdm(metric_objs, desc=f"{model_name} / {data_name}", disable=not progress, leave=False):
+            for metric in metric_objs:
                 skey = digest(["score", mkey, dkey, gen_settings if metric.needs_generation else None,
                               metric.name, metric.key, n_boot, seed])
                 hit = store.get("scores", skey)

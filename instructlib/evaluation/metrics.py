@@ -94,11 +94,11 @@ def max_over_references(score: Callable[[str, str], float], prediction: str, ref
 def exact_match(prediction: str, references: References, lang: Lang = "auto") -> float:
     """1.0 if the normalised prediction equals any normalised reference, else 0.0.
 
-    With ``lang="auto"`` the language is detected from each reference, so a Chinese reference
-    normalises both sides the Chinese way.
+    With ``lang="auto"`` the Chinese rules apply to both sides when either the prediction or the
+    reference looks Chinese (``detect_lang``), so "ＡＢＣ" meets "abc" and "北京。" meets "北京".
     """
     def one(pred: str, ref: str) -> float:
-        use = detect_lang(ref) if lang == "auto" else lang
+        use = lang if lang != "auto" else ("zh" if "zh" in (detect_lang(ref), detect_lang(pred)) else "en")
         return float(normalize_answer(pred, use) == normalize_answer(ref, use))
 
     return max_over_references(one, prediction, references)
