@@ -47,13 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     broken = []
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(name)
-        except ImportError as err:  # e.g. an optional dependency missing: the other commands still work
-            broken.append(f"  {name}: {err}")
-            continue
-        module.register(sub)
+            importlib.import_module(name).register(sub)
+        except Exception as err:  # e.g. an optional dependency missing: the other commands still work
+            broken.append(f"  {name}: {type(err).__name__}: {err}")
     if broken:
-        parser.epilog += "\n\ncommands not available here (their module failed to import):\n" + "\n".join(broken)
+        parser.epilog += "\n\ncommands not available here (their module failed to load):\n" + "\n".join(broken)
     return parser
 
 

@@ -223,7 +223,8 @@ def test_real_process_prints_no_traceback(tmp_path):
 def test_a_command_module_that_fails_to_import_leaves_the_others_working(capsys, monkeypatch):
     import instructlib.cli as cli
 
-    monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("instructlib.no_such_module",))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("instructlib.no_such_module", "instructlib.config"))
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "commands not available here" in out and "instructlib.no_such_module" in out
+    assert "instructlib.config: AttributeError" in out  # a module without register()
     assert run(capsys, "validate", "--help")[0] == 0
