@@ -1,7 +1,8 @@
 """Chapter 06: the verifiable tasks rendered through the template bank — the chapter's experiment data.
 
 For every verifiable family the bank holds English *forward* templates (plain answers and output-
-format variations), inverted ones and Chinese ones. ``split_templates`` sets aside
+format variations), inverted ones and Chinese ones. The experiment uses the forward English ones
+whose target is a single line (generated answers are cut at the first newline). ``split_templates`` sets aside
 ``HELDOUT_PER_FAMILY`` plain forward English templates per family that no training set ever uses;
 ``templated_examples`` renders the inputs of a split through the first ``n_templates`` of a
 seed-shuffled list of the remaining forward templates (nested: the 1-template set is inside the
@@ -45,9 +46,10 @@ def template_kind(template: Template, probe: dict) -> str:
 
 
 def split_templates(family: str, language: str = "en") -> tuple[list[Template], list[Template]]:
-    """(training pool, held-out) forward templates of a family; the held-out ones are plain and fixed."""
+    """(training pool, held-out) single-line forward templates of a family; the held-out ones are plain and fixed."""
     probe = bank_examples(family, "train", 1)[0]
-    forward = [t for t in load_bank(family) if t.language == language and not t.inverted]
+    forward = [t for t in load_bank(family) if t.language == language and not t.inverted
+               and "\n" not in t.apply(probe)[1]]  # answers are cut at the first newline when evaluated
     plain = sorted((t for t in forward if template_kind(t, probe) == "plain"),
                    key=lambda t: stable_seed("heldout", t.id))
     heldout = plain[:HELDOUT_PER_FAMILY]
