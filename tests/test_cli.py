@@ -41,7 +41,7 @@ def test_top_level_help_describes_every_command(capsys):
     assert code == 0
     assert "Tools of the course" in out and "exit status" in out
     assert "Each command lives in its own module, which exposes" not in out  # the old docstring cut
-    for command in ("validate", "lint", "build-exercises", "grade", "generate"):
+    for command in ("validate", "lint", "build-exercises", "grade"):
         assert f"\n    {command}" in out, command
     sub = build_parser()._subparsers._group_actions[0]
     assert all(action.help for action in sub._choices_actions), "every command has a one-line help"
