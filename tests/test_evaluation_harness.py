@@ -150,6 +150,11 @@ def test_cli_evaluates_a_file_and_reports_bad_input(tmp_path, capsys):
     assert main(["evaluate", "--model", "tinygpt", "--data", str(data), "--metrics", "em", "--quiet",
                  "--max-new-tokens", "4"]) == 0
     assert "cache: 2 hits, 0 misses" in capsys.readouterr().out
+    assert main(["evaluate", "--model", "tinygpt", "--data", "verifiable:heldout", "--n-per-family", "1",
+                 "--metrics", "strict,loose", "--quiet", "--max-new-tokens", "4", "--no-cache"]) == 0
+    assert "verifiable:heldout" in capsys.readouterr().out
+    assert main(["evaluate", "--model", "tinygpt", "--data", "verifiable:train"]) == 2
+    assert "verifiable:test or verifiable:heldout" in capsys.readouterr().err
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"instruction": "x", "output": "y"}) + "\n{broken\n")

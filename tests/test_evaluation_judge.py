@@ -29,7 +29,7 @@ def test_parse_rating_returns_none_for_malformed_or_ambiguous_verdicts(text):
 @pytest.mark.parametrize("text, expected", [
     ("[[A]]", "A"), ("[[B]]", "B"), ("[[C]]", "tie"), ("[[tie]]", "tie"), ("[[a]]", "A"), ("B", "B"), ("(A).", "A"),
     ("Answer B is better.", "B"), ("Verdict: A", "A"), ("It is a tie.", "tie"), ("My choice: [B]", "B"),
-    ("[A]\n\nThe answer A", "A"), ("[C]", "tie"),
+    ("[A]\n\nThe answer A", "A"), ("[C]", "tie"), ("The answer A is indeed better.", "A"),
 ])
 def test_parse_pairwise(text, expected):
     assert parse_pairwise(text) == expected

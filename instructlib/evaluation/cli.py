@@ -70,7 +70,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the `evaluate` command to the `instructlib` parser."""
-    p = subparsers.add_parser("evaluate", help="score models on data: em, strict, loose, rougeL, bleu, chrf, ppl")
+    p = subparsers.add_parser("evaluate", help="score models on data: em, strict, loose, rougeL, bleu, chrf, ppl",
+                              description=__doc__.split("\n", 1)[1].strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="exit status: 0 success; 2 bad arguments, an unreadable data file (file:line: "
+                                     "problem) or a model that cannot be loaded.")
     p.add_argument("--model", action="append", required=True, metavar="NAME",
                    help="course model, hub id or directory (repeatable)")
     p.add_argument("--data", action="append", required=True, metavar="FILE",

@@ -101,7 +101,7 @@ _PAIR_BRACKET = re.compile(r"\[\[\s*([ABC]|tie)\s*\]\]", re.IGNORECASE)
 _PAIR_PHRASES = (  # the letters themselves must be capitals: "answer: a dog" is not a verdict
     re.compile(r"\[\s*([ABC])\s*\]"),                                                     # [A] (one bracket)
     re.compile(r"^\W*(?:(?i:answer)\s*)?\(?([AB])\)?\W*$"),                       # "A", "(B).", "Answer A"
-    re.compile(r"\b(?i:answer|assistant|response)\s+([AB])\s+(?i:is|was)\s+(?i:better|more|the better)"),
+    re.compile(r"\b(?i:answer|assistant|response)\s+([AB])\s+(?i:is|was)\s+(?:\w+\s+)?(?i:better|more|the better)"),
     re.compile(r"\b(?i:verdict|choice|winner|answer)\s*(?i:is)?\s*[:：]\s*\[?\s*([ABC])\b"),
     re.compile(r"\b(tie)\b", re.IGNORECASE),
 )
