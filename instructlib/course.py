@@ -104,10 +104,13 @@ class CellProgress:
         print(text, file=self.stream, flush=True)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat):
+        last = 0.0  # when the running cell last said something (its start, or a heartbeat)
+        while not self._stop.wait(min(1.0, self.heartbeat / 4)):
             with self._lock:
-                if self.started:
-                    self._print(f"    … cell {self.k}/{self.n} still running ({time.perf_counter() - self.started:.0f} s): "
+                now = time.perf_counter()
+                if self.started and now - max(last, self.started) >= self.heartbeat:
+                    last = now
+                    self._print(f"    … cell {self.k}/{self.n} still running ({now - self.started:.0f} s): "
                                 f"{self.label}")
 
     def __enter__(self) -> "CellProgress":
