@@ -187,3 +187,14 @@ def test_round_trip_on_a_course_translator(one_thread):
                        n=2, seed=1)
     assert len(rows) == 4 and [r["paraphrase"] for r in rows] == [r["paraphrase"] for r in again]
     assert all("\n" not in r["paraphrase"] for r in rows)  # cut at the first newline
+
+
+def test_nearest_meaning_reads_what_a_sentence_means():
+    from instructlib.generate.translator import nearest_meaning
+
+    assert nearest_meaning("Put these numbers in ascending order.") == ("sort_numbers", 1.0)
+    assert nearest_meaning("Sort the numbers from largest to smallest.")[0] == "sort_descending"
+    assert nearest_meaning("把这些数字从大到小排序。", "zh") == ("sort_descending", 1.0)
+    assert nearest_meaning("Repeat the word 7 times.") == ("repeat_n", 1.0)
+    key, score = nearest_meaning("Pick the largest number out")
+    assert key == "max_of_list" and 0.3 < score < 1.0

@@ -163,3 +163,146 @@ def round_trip(texts: Sequence[str], forward: Translator, backward: Translator, 
                          "forward": forward.name, "backward": backward.name, "temperature": temperature,
                          "top_p": top_p, "seed": seed, "sample": k})
     return rows
+
+
+# --- a resumable pipeline: records in, paraphrased records out ----------------------------------
+
+def source_id(text: str) -> str:
+    """A stable id for a source sentence (crc32 of its text)."""
+    import zlib
+
+    return f"s{zlib.crc32(text.encode()):08x}"
+
+
+def apply_checks(rows: Sequence[dict], checks: Sequence[tuple], funnel) -> list[dict]:
+    """Run ``checks`` on each row (first failure stops it) counting in ``funnel``; mark rows in place.
+
+    Every row gets ``kept`` (bool) and, when rejected, ``filter`` and ``reason``; returns the kept rows.
+    """
+    kept = []
+    for row in rows:
+        row["kept"] = True
+        for name, check in checks:
+            reason = check(row)
+            funnel.count(name, reason)
+            if reason is not None:
+                row.update(kept=False, filter=name, reason=reason)
+                break
+        if row["kept"]:
+            kept.append(row)
+    return kept
+
+
+def funnel_from_rows(rows: Sequence[dict], names: Sequence[str]):
+    """The Funnel that ``apply_checks`` counted, rebuilt from marked rows (e.g. after a resumed run)."""
+    from .funnel import Funnel
+
+    funnel = Funnel()
+    for row in rows:
+        for name in names:
+            if row.get("filter") == name:
+                funnel.count(name, row["reason"])
+                break
+            funnel.count(name)
+    return funnel
+
+
+def run_backtranslate(records: Sequence, out: str, forward: Translator, backward: Translator, *, n: int = 4,
+                      seed: int = 0, temperature: float = 0.8, top_p: float = 0.95, min_chrf: float = 30.0,
+                      max_rouge: float = 0.8, chunk: int = 16, batch_size: int = 16, progress: bool = True):
+    """Paraphrase the instructions of ``records`` by round trip, filter, write records; resumable.
+
+    Candidates (kept or not, with the reason) go to ``<out>.candidates.jsonl`` through a ``JSONLStage``,
+    ``chunk`` source instructions at a time: a killed run loses at most one chunk and a rerun goes on
+    where it stopped. At the end ``out`` is written atomically: one Alpaca record per input record and
+    kept paraphrase of its instruction, with ``source_instruction``, ``pivot`` and ``id``. Returns the Funnel.
+    """
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from ..files import atomic_write_jsonl
+    from .funnel import Funnel
+    from .meaning_filters import default_checks
+    from .stage import JSONLStage
+
+    out = Path(out)
+    sources = list(dict.fromkeys(r.instruction for r in records))
+    ids = {s: source_id(s) for s in sources}
+    with JSONLStage(out.with_name(out.stem + ".candidates.jsonl")) as stage:
+        previous = stage.rows()
+        pool = {"all": sources + [r["paraphrase"] for r in previous if r.get("kept")]}
+        # one novelty pool for the whole file: the instructions themselves, then every kept paraphrase
+        checks = default_checks(pool=pool, min_chrf=min_chrf, max_rouge=max_rouge, group=lambda row: "all")
+        todo = [s for s in sources if f"{ids[s]}/rt0" not in stage.done]
+        scratch = Funnel()  # this run's part only; the returned funnel counts every candidate
+        for i in tqdm(range(0, len(todo), chunk), desc="round trips", disable=not progress or not todo):
+            part = todo[i:i + chunk]
+            rows = round_trip(part, forward, backward, n=n, ids=[ids[s] for s in part], temperature=temperature,
+                              top_p=top_p, seed=seed + i, batch_size=batch_size)
+            apply_checks(rows, checks, scratch)
+            stage.extend(rows)
+        rows = stage.rows()
+    funnel = funnel_from_rows(rows, [name for name, _ in checks])
+    by_source: dict = {}
+    for row in rows:
+        if row.get("kept"):
+            by_source.setdefault(row["source"], []).append(row)
+    result = [{"instruction": row["paraphrase"], "input": rec.input, "output": rec.output,
+               "source_instruction": rec.instruction, "pivot": row["pivot"], "id": f"{row['id']}/{k}"}
+              for k, rec in enumerate(records) for row in by_source.get(rec.instruction, [])]
+    atomic_write_jsonl(out, result)
+    return funnel
+
+
+def _translators(name: str, profile=None) -> tuple[Translator, Translator]:
+    if name == "course":
+        return course_translators(profile)
+    if name == "opus-mt":
+        return marian_translators()
+    raise ValueError(f"unknown translator {name!r}")
+
+
+def register_cli(subparsers) -> None:
+    """Add ``instructlib generate backtranslate`` (round-trip paraphrases of a record file's instructions)."""
+    p = subparsers.add_parser(
+        "backtranslate", help="paraphrase instructions by round-trip translation en->zh->en (chapter 07)",
+        description="Translate every distinct instruction of an Alpaca/JSONL record file into Chinese and back "
+                    "(n samples), keep the paraphrases that pass the meaning filters, and write one record per "
+                    "input record and kept paraphrase. Candidates and reasons go to OUT.candidates.jsonl; "
+                    "a killed run resumes where it stopped.")
+    p.add_argument("--input", required=True, metavar="FILE", help="Alpaca records (JSON array or JSONL)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output JSONL of paraphrased records")
+    p.add_argument("-n", type=int, default=4, help="back-translations sampled per instruction (default 4)")
+    p.add_argument("--translator", choices=("course", "opus-mt"), default="course",
+                   help="course: the offline course translator; opus-mt: Helsinki-NLP models (hub or HF cache)")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--min-chrf", type=float, default=30.0, help="fidelity: minimum chrF against the source")
+    p.add_argument("--max-rouge", type=float, default=0.8, help="novelty: maximum ROUGE-L against source and pool")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args) -> int:
+    import sys
+
+    from ..data.io import load_records
+    from ..data.records import DataError
+
+    try:
+        records = load_records(args.input)
+    except (DataError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not records:
+        print(f"error: {args.input}: no records", file=sys.stderr)
+        return 2
+    if args.n < 1:
+        print("error: -n must be at least 1", file=sys.stderr)
+        return 2
+    forward, backward = _translators(args.translator)
+    funnel = run_backtranslate(records, args.out, forward, backward, n=args.n, seed=args.seed,
+                               temperature=args.temperature, min_chrf=args.min_chrf, max_rouge=args.max_rouge)
+    print(funnel)
+    print(f"wrote {args.out}")
+    return 0

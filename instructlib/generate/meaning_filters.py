@@ -170,13 +170,15 @@ def make_checker_check(tolerance: float = 0.0) -> Check:
 
 
 def default_checks(pool: Optional[dict] = None, min_chrf: float = 30.0, max_rouge: float = 0.8,
-                   with_checker: bool = False) -> list[tuple[str, Check]]:
+                   with_checker: bool = False, group: Optional[Callable[[dict], str]] = None
+                   ) -> list[tuple[str, Check]]:
     """The chapter's filter chain, in order (novelty last), for ``Funnel.run``."""
     checks = [("language", make_language_check()), ("length ratio", make_length_check()),
               ("numbers", make_numbers_check()), ("fidelity (chrF)", make_fidelity_check(min_chrf))]
     if with_checker:
         checks.append(("checker", make_checker_check()))
-    return checks + [("novelty", make_novelty_check(max_rouge, pool))]
+    novelty = make_novelty_check(max_rouge, pool) if group is None else make_novelty_check(max_rouge, pool, group)
+    return checks + [("novelty", novelty)]
 
 
 def precision_recall(scores: Iterable[float], truth: Iterable[bool], thresholds: Sequence[float]

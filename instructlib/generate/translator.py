@@ -15,6 +15,7 @@ domain it produces fluent nonsense, which is what the filters of ``meaning_filte
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -215,3 +216,47 @@ def sample_pairs(pairs: Sequence[Pair], n: int, split: str = "test", seed: int =
     """Up to ``n`` pairs of ``split``, drawn reproducibly."""
     pool = [p for p in pairs if p.split == split]
     return random.Random(seed).sample(pool, min(n, len(pool)))
+
+
+def meaning_key(meaning: Meaning) -> str:
+    """What counts as "the same meaning": the verifiable family if any (its renderings are one task), else the id."""
+    return meaning.family or meaning.id
+
+
+def nearest_meaning(text: str, lang: str = "en", meanings: Optional[Sequence[Meaning]] = None) -> tuple[str, float]:
+    """(meaning key, similarity) of the corpus sentence closest to ``text`` (ROUGE-L; 1.0 for an exact copy).
+
+    The course translator can only write what its corpus taught it, so the nearest corpus sentence
+    is a good reading of what a round trip *means*: chapter 07 uses it as the ground truth against
+    which the filters are graded. Slots are compared with their digits filled in.
+    """
+    from ..text import rouge_l_tokens, tokenize
+
+    table = _sentences(lang) if meanings is None else _expand(meanings, lang)
+    if text in table[0]:
+        return table[0][text], 1.0
+    tokens = tokenize(text)
+    best, score = "", -1.0
+    for key, sentence_tokens in table[1]:
+        s = rouge_l_tokens(sentence_tokens, tokens)
+        if s > score:
+            best, score = key, s
+    return best, score
+
+
+def _expand(meanings: Sequence[Meaning], lang: str) -> tuple[dict, list]:
+    """({sentence: key}, [(key, tokens)]) of every rendering in ``lang``, slots filled."""
+    from ..text import tokenize
+
+    exact, tokenized = {}, []
+    for m in meanings:
+        for sentence in getattr(m, lang):
+            for c in ([sentence.replace("{n}", v) for v in SLOT_VALUES] if "{n}" in sentence else [sentence]):
+                exact.setdefault(c, meaning_key(m))
+                tokenized.append((meaning_key(m), tokenize(c)))
+    return exact, tokenized
+
+
+@functools.lru_cache(maxsize=2)
+def _sentences(lang: str) -> tuple[dict, list]:
+    return _expand(load_meanings(), lang)
