@@ -7,6 +7,8 @@ import csv
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -302,8 +304,15 @@ def test_kernel_and_its_children_are_killed(tmp_path):
 
 @pytest.fixture(scope="module")
 def level():
-    """The isolation this machine allows (CI runs as root: its own uid, usually namespaces too)."""
-    return sandbox.detect()
+    """The isolation the grader really gets here (CI runs as root: its own uid, usually namespaces too)."""
+    from instructlib.grading.grader import _needed_paths, choose_sandbox
+
+    base = tempfile.mkdtemp(prefix="instructlib-test-")  # not under pytest's private (0700) folder
+    os.chmod(base, 0o711)
+    try:
+        return choose_sandbox("auto", sandbox.Limits(), [], _needed_paths(), base, print).level
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def needs_uid(level):
@@ -322,8 +331,8 @@ def _box(level, tmp_path, **limits):
 def test_sandboxed_kernel_is_isolated(level, tmp_path, monkeypatch):
     needs_uid(level)
     monkeypatch.setenv("GRADER_SECRET_TOKEN", "do-not-leak")
-    base = tmp_path / "base"
-    base.mkdir(mode=0o711)
+    base = tempfile.mkdtemp(prefix="instructlib-test-")
+    os.chmod(base, 0o711)
     pool = sandbox.UidPool(1)
     uid = pool.free[0]
     try:
@@ -334,8 +343,7 @@ def test_sandboxed_kernel_is_isolated(level, tmp_path, monkeypatch):
                  f"check('key', attempt(lambda: open({str(KEY)!r}).read()[:20]), None)\n"
                  "check('daemon', __import__('subprocess').Popen(['sleep', '600'], start_new_session=True).pid > 0, None)\n"
                  "check('memory', attempt(lambda: len(bytearray(3 << 30))), None)")
-        runs = run_cells([probe], timeout=30, sandbox=_box(level, tmp_path, memory_mb=1024), uid=uid,
-                         base_dir=str(base))
+        runs = run_cells([probe], timeout=30, sandbox=_box(level, tmp_path, memory_mb=1024), uid=uid, base_dir=base)
         got = {c["label"]: c["got"] for c in runs[0].checks}
         assert runs[0].status == OK, runs[0]
         assert got["uid"] == uid and got["env"] == [] and got["memory"] == "MemoryError"
@@ -345,6 +353,7 @@ def test_sandboxed_kernel_is_isolated(level, tmp_path, monkeypatch):
         assert sandbox.pids_of_uid(uid) == []  # the daemon in its own session is gone too
     finally:
         pool.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_kill_uid_kills_every_process_of_the_uid(level):

@@ -158,8 +158,8 @@ def forbidden_uses(sources: list[tuple[str, str]], forbidden: list[str]) -> list
     for where, src in sources:
         try:
             used = used_names(src)
-        except (SyntaxError, ValueError, RecursionError):
-            continue  # it cannot run either; its error will show
+        except Exception:  # noqa: BLE001 - SyntaxError, or input IPython cannot transform: it cannot run either
+            continue
         hits += [f"{name} ({where}, line {used[name]})" for name in forbidden if name in used]
     return hits
 
@@ -364,7 +364,8 @@ def parse_key(nb: dict, path: str | Path) -> Key:
     for q in questions.values():
         answers = [(f"cell {i}", source_of(nb["cells"][i - 1])) for i in q.answer_cells]
         if hits := forbidden_uses(setup + answers, q.forbidden):
-            raise ExerciseFormatError(f"{path}: question {q.name}: the key itself uses forbidden {hits[0]}")
+            raise ExerciseFormatError(f"{path}: question {q.name}: the key itself uses forbidden {hits[0]} (setup "
+                                      "and answer cells must not mention it; import it inside the test cells)")
     answer_sources = {q.name: [(i, source_of(nb["cells"][i - 1])) for i in q.answer_cells]
                       for q in questions.values()}
     return Key(path, chapter, questions, [(int(w.split()[1]), s) for w, s in setup], answer_sources)
