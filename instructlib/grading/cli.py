@@ -84,7 +84,8 @@ def register(subparsers) -> None:
     g = subparsers.add_parser("grade", help="grade student notebooks into a CSV gradebook",
                               description=run_grade.__doc__)
     g.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION.ipynb")
-    g.add_argument("--out", type=Path, required=True, help="CSV gradebook (appended to; a rerun skips students already in it)")
+    g.add_argument("--out", type=Path, required=True,
+                   help="CSV gradebook (appended to; a rerun skips students already in it)")
     g.add_argument("--key-dir", type=Path, default=Path("solutions"),
                    help="folder with the keys chNN_exercises.ipynb (default: solutions)")
     g.add_argument("--timeout", type=float, default=60, help="seconds per question (default: 60)")

@@ -223,7 +223,8 @@ def _check_test_code(source: str, where: str) -> None:
         if expected is None:
             raise ExerciseFormatError(f"{where}, line {call.lineno}: check(...) needs label, got and expected")
         # a variable made in the cell only to be the expected value (an input used elsewhere is fine)
-        if isinstance(expected, ast.Name) and expected.id in assigned and loads[expected.id] == only_expected[expected.id]:
+        name = expected.id if isinstance(expected, ast.Name) else None
+        if name in assigned and loads[name] == only_expected[name]:
             raise ExerciseFormatError(
                 f"{where}, line {call.lineno}: write the expected value inline in check(...), not as the "
                 f"variable {expected.id!r}: the grader drops the expected expression from the student's "

@@ -175,7 +175,8 @@ def run_key(key: Key, question: Question, *, secret: str, timeout: float, max_ou
     """Run the key for one question in a trusted kernel; the expected checks of each test cell."""
     tests = _tests_in_order(question)
     lead = [(f"cell {i}", s) for i, s in key.setup + key.answers[question.name]]
-    cells = [s for _, s in lead] + [PREAMBLE.format(path=checks_module.__file__, mode="key", secret=secret)] + [t.source for t in tests]
+    preamble = PREAMBLE.format(path=checks_module.__file__, mode="key", secret=secret)
+    cells = [s for _, s in lead] + [preamble] + [t.source for t in tests]
     runs = kernel.run_cells(cells, timeout=timeout, max_output=max_output, sandbox=None, base_dir=base_dir)
     where = f"{key.path} question {question.name}"
     for (label, _), run in zip(lead + [("the grader's preamble", "")], runs):
@@ -267,8 +268,8 @@ def grade_question(sub: Submission, question: Question, expected: list[list[Expe
                      [f"0 points: your code uses `{name}` ({hits[0].split(' ', 1)[1].strip('()')}), "
                       f"which question {question.name} forbids"])
     tests = _tests_in_order(question)
-    cells = ([src for _, src in labelled] + [PREAMBLE.format(path=checks_module.__file__, mode="student", secret=secret)]
-             + [student_test_source(t.source) for t in tests])
+    preamble = PREAMBLE.format(path=checks_module.__file__, mode="student", secret=secret)
+    cells = [src for _, src in labelled] + [preamble] + [student_test_source(t.source) for t in tests]
     uid = uids.get()
     try:
         runs = kernel.run_cells(cells, timeout=timeout, max_output=max_output, sandbox=sandbox, uid=uid,
@@ -478,8 +479,8 @@ def choose_sandbox(isolation: str, limits: sb.Limits, hide: list[str], needed: l
         pool = sb.UidPool(1) if lvl.uid else None
         try:
             uid = pool.free[0] if pool else None
-            runs = kernel._run_once(["import instructlib.grading.checks, os\nos.listdir(os.environ['INSTRUCTLIB_CACHE'])"],
-                                    60, 100_000, box, uid, 60, base)
+            probe = "import instructlib.grading.checks, os\nos.listdir(os.environ['INSTRUCTLIB_CACHE'])"
+            runs = kernel._run_once([probe], 60, 100_000, box, uid, 60, base)
             if runs[0].status == kernel.OK:
                 if tried:
                     lvl.reason = (lvl.reason + "; " if lvl.reason else "") + "; ".join(tried)
