@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 GENERATE_MODULES: tuple[str, ...] = (
-    "instructlib.generate.templates",  # chapter 06: generate templates
+    "instructlib.generate.template_cli",  # chapter 06: generate templates
     "instructlib.generate.backtranslate",  # chapter 07: generate backtranslate
     "instructlib.generate.backward",  # chapter 07: generate backward (instruction back-translation)
 )

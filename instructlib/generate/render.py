@@ -16,14 +16,13 @@ prompt; a chat turn renders ``instruction`` and ``instruction + "\\n\\n" + input
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional, Sequence
 
 from ..data.records import DataError
-from .templates import Template, TemplateError, bank_names, load_bank, load_promptsource, stable_seed
+from .templates import Template, TemplateError, stable_seed
 
 
 class RenderError(ValueError):
@@ -149,42 +148,5 @@ def check_fields(templates: Sequence[Template], examples: Sequence[dict], path: 
             raise RenderError(f"{path}:{k}: {missing[0]}: missing (the templates read {sorted(needed)})")
 
 
-# --- the CLI ---------------------------------------------------------------------------------------
-
-def run_template_cli(args: argparse.Namespace) -> int:
-    """``instructlib generate templates``: render (or ``--lint``) and report; 0 ok, 1 lint errors, 2 bad input."""
-    from .template_data import bank_examples
-    from .template_lint import lint_templates
-
-    templates = load_bank(args.bank) if args.bank else load_promptsource(args.promptsource)
-    if args.language:
-        templates = [t for t in templates if t.language == args.language]
-        if not templates:
-            raise RenderError(f"no templates with language {args.language!r}")
-    if args.inputs:
-        examples, where = read_examples(args.inputs), args.inputs
-    elif args.bank:
-        examples, where = bank_examples(args.bank, "train", 50, seed=args.seed), f"<bank {args.bank}>"
-    else:
-        raise RenderError("--inputs FILE is required with --promptsource")
-    if not examples:
-        raise RenderError(f"{where}: no examples")
-    if args.lint:
-        findings = lint_templates(templates, examples[:50])
-        for finding in findings:
-            print(finding)
-        errors = sum(f.severity == "error" for f in findings)
-        print(f"{len(templates)} templates, {len(findings)} findings ({errors} errors)")
-        return 1 if errors else 0
-    if not args.out:
-        raise RenderError("--out FILE is required (or use --lint)")
-    check_fields(templates, examples, where)
-    stats = render_to_jsonl(templates, examples, args.out, per_input=args.per_input, seed=args.seed)
-    for message in stats.errors[:20]:
-        print(f"warning: {message}")
-    print(f"{args.out}: {stats}")
-    return 0
-
-
-__all__ = ["RenderError", "RenderStats", "bank_names", "check_fields", "pick_templates", "read_examples",
+__all__ = ["RenderError", "RenderStats", "check_fields", "pick_templates", "read_examples",
            "render_example", "render_rows", "render_to_jsonl", "row_id", "source_id"]

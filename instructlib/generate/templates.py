@@ -19,7 +19,6 @@ bank (``load_bank``) is stored in that format under ``template_bank/``.
 """
 from __future__ import annotations
 
-import argparse
 import contextvars
 import copy
 import functools
@@ -353,37 +352,3 @@ def load_bank(name: str) -> list[Template]:
 @functools.lru_cache(maxsize=None)
 def _bank(name: str) -> tuple[Template, ...]:
     return tuple(sorted(load_promptsource(BANK_DIR / f"{name}.yaml"), key=lambda t: t.name))
-
-
-# --- `instructlib generate templates` ------------------------------------------------------------
-
-def register_cli(subparsers) -> None:
-    """Add ``instructlib generate templates`` (render inputs through a bank or a PromptSource file)."""
-    p = subparsers.add_parser(
-        "templates", help="render inputs through prompt templates into instruction records (chapter 06)",
-        description="Render every input through K templates into Alpaca records with provenance "
-                    "(template id, source id), deduplicated, written through a resumable JSONL stage.")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--bank", metavar="NAME", help="a course bank: " + ", ".join(bank_names()))
-    which.add_argument("--promptsource", metavar="FILE", help="a PromptSource templates.yaml")
-    p.add_argument("--inputs", metavar="FILE",
-                   help="JSONL of examples (one dict of template fields per line; optional 'id'); "
-                        "default for --bank: the bank's own sample inputs")
-    p.add_argument("--out", metavar="FILE", help="output JSONL (appended to and resumed if it exists)")
-    p.add_argument("--per-input", type=int, default=1, metavar="K", help="templates drawn per input (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--language", help="use only templates whose prompt is in this language (en, zh)")
-    p.add_argument("--lint", action="store_true", help="lint the templates on the inputs instead of rendering")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    import sys
-
-    from .render import RenderError, run_template_cli
-
-    try:
-        return run_template_cli(args)
-    except (TemplateError, RenderError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
