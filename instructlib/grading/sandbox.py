@@ -293,15 +293,19 @@ def _enter_namespaces(cfg: Config) -> None:
     for d in PRIVATE_DIRS:
         if not os.path.isdir(d) or os.path.islink(d):
             continue
-        rel = os.path.relpath(cfg.work, d)
-        if rel.startswith(".."):
+        keep = [(p, flags) for p, flags in [(cfg.work, MS_BIND)] + [(os.path.realpath(e), MS_BIND | MS_REC)
+                                                                    for e in cfg.expose if os.path.exists(e)]
+                if not os.path.relpath(p, d).startswith("..")]
+        if not keep:
             _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"{tmp},mode=1777")
             continue
-        # work lives under d: build the new tmpfs on a staging point, keep work in it, move it onto d
+        # work (or a needed path, e.g. a clone in /tmp) lives under d: build the new tmpfs on a
+        # staging point, bind those paths into it, then move it onto d
         _mount("tmpfs", cfg.home, "tmpfs", MS_NOSUID | MS_NODEV, f"{tmp},mode=1777")
-        inner = os.path.join(cfg.home, rel)
-        os.makedirs(inner)
-        _mount(cfg.work, inner, None, MS_BIND)
+        for path, flags in keep:
+            inner = os.path.join(cfg.home, os.path.relpath(path, d))
+            os.makedirs(inner, exist_ok=True)
+            _mount(path, inner, None, flags)
         _mount(cfg.home, d, None, MS_MOVE)
     _expose(cfg)
     uid = cfg.uid if cfg.uid is not None else os.getuid()
