@@ -130,6 +130,7 @@ def build_once(target: PathLike, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=target.parent))
     try:
         build(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700: a cache others (sandboxed graders) may read
         try:
             tmp.rename(target)
         except OSError:  # another process finished first: keep theirs

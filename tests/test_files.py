@@ -82,7 +82,12 @@ def test_build_once_builds_once_and_interrupted_build_leaves_nothing(tmp_path):
         calls.append(out)
         (out / "f.txt").write_text("x")
 
-    assert files.build_once(tmp_path / "thing", build) == tmp_path / "thing"
+    old = os.umask(0o022)
+    try:
+        assert files.build_once(tmp_path / "thing", build) == tmp_path / "thing"
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "thing").stat().st_mode) == 0o755, "readable by others, like a mkdir"
     files.build_once(tmp_path / "thing", build)
     assert len(calls) == 1 and (tmp_path / "thing" / "f.txt").read_text() == "x"
 
