@@ -23,6 +23,8 @@ def test_a_paraphrase_that_drops_or_changes_a_number_is_rejected():
     assert check(row("Greet {name} twice.", source="Greet {name} twice.")) is None
     assert check(row("Greet them twice.", source="Greet {name} twice.")) == "placeholder lost"
     assert numbers_and_placeholders("Add 2.5 and {x} to 10") == {"2.5": 1, "10": 1, "{x}": 1}
+    # "one" is a pronoun far more often than a number: it is not counted
+    assert check(row("List the words from the last to the first.", source="List them from the last one.")) is None
 
 
 def test_a_paraphrase_identical_to_its_source_or_the_pool_is_rejected():
@@ -42,6 +44,7 @@ def test_language_check_rejects_empty_and_wrong_script():
     assert check(row("Sort the numbers.")) is None
     assert check(row("Sort the 数字.")) == "wrong script"
     assert check(row("   ")) == "empty"
+    assert check(row("Which number is the biggest？")) == "wrong script"  # the pivot's punctuation
     assert check(row("把数字排序。", lang="zh")) is None and check(row("sort", lang="zh")) == "wrong script"
     assert script_share("abc", "en") == 1.0 and script_share("数字", "zh") == 1.0
     with pytest.raises(ValueError):
@@ -104,3 +107,13 @@ def test_the_chain_counts_every_rejection_in_the_funnel():
 def test_precision_recall_of_a_threshold():
     pr = precision_recall([0.9, 0.8, 0.3, 0.1], [True, False, True, False], [0.0, 0.5, 1.0])
     assert pr == [(0.0, 0.5, 1.0), (0.5, 0.5, 0.5), (1.0, 1.0, 0.0)]
+
+
+def test_vocabulary_check_rejects_glued_words():
+    from instructlib.generate.meaning_filters import make_vocabulary_check
+
+    check = make_vocabulary_check(["Compute the difference.", "Sort in increasing order."])
+    assert check(row("Compute the difference.")) is None
+    assert check(row("Compute the differencereasing order.")) == "unknown word"
+    names = [name for name, _ in default_checks(vocabulary=["a b"])]
+    assert names[:2] == ["language", "vocabulary"] and names[-1] == "novelty"

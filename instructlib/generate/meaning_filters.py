@@ -5,7 +5,8 @@ or a short reason string to reject it. A row is a ``round_trip`` candidate: a di
 ``source`` and ``paraphrase`` (and ``lang``, the language both are in).
 
 * language: the paraphrase is written in the expected script (a round trip through a weak
-  translator often comes back half in the pivot language);
+  translator often comes back half in the pivot language, or with its punctuation);
+* vocabulary (optional): every word is one the translator was taught (sampling glitches glue words);
 * length ratio: a paraphrase much shorter or longer than its source has dropped or invented content;
 * fidelity: chrF (sacrebleu) between source and paraphrase, a surface proxy for meaning;
 * numbers and placeholders preserved: "Repeat the word 3 times" must not come back with 5;
@@ -26,8 +27,10 @@ from typing import Callable, Iterable, Optional, Sequence
 
 Check = Callable[[dict], Optional[str]]
 
+# "one" is left out on purpose: "the last one", "one of them" are pronouns far more often than numbers
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+    "zero _ two three four five six seven eight nine ten eleven twelve".split()) if w != "_"}
+CJK_PUNCTUATION = re.compile("[\u3000-\u303f\uff00-\uffef]")
 PLACEHOLDER = re.compile(r"\{[^{}\s]+\}")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
@@ -49,9 +52,27 @@ def make_language_check(min_share: float = 0.9) -> Check:
         text = row["paraphrase"].strip()
         if not text:
             return "empty"
-        share = script_share(text, row.get("lang", "en"))
-        return None if share >= min_share else "wrong script"
+        lang = row.get("lang", "en")
+        if lang == "en" and CJK_PUNCTUATION.search(text):  # "？" or "。" left over from the pivot
+            return "wrong script"
+        return None if script_share(text, lang) >= min_share else "wrong script"
     return language
+
+
+def make_vocabulary_check(known: Iterable[str]) -> Check:
+    """Reject paraphrases with a word outside ``known`` (e.g. every word of the translator's corpus).
+
+    A small translator sampling at a high temperature glues pieces of words together
+    ("differencereasing"); a word it was never taught is a sampling glitch, not a paraphrase.
+    """
+    from ..text import tokenize
+
+    vocabulary = {w for text in known for w in tokenize(text)}
+
+    def vocabulary_check(row: dict) -> Optional[str]:
+        unknown = [w for w in tokenize(row["paraphrase"]) if w not in vocabulary]
+        return "unknown word" if unknown else None
+    return vocabulary_check
 
 
 def length_ratio(source: str, paraphrase: str) -> float:
@@ -170,10 +191,16 @@ def make_checker_check(tolerance: float = 0.0) -> Check:
 
 
 def default_checks(pool: Optional[dict] = None, min_chrf: float = 30.0, max_rouge: float = 0.8,
-                   with_checker: bool = False, group: Optional[Callable[[dict], str]] = None
-                   ) -> list[tuple[str, Check]]:
-    """The chapter's filter chain, in order (novelty last), for ``Funnel.run``."""
-    checks = [("language", make_language_check()), ("length ratio", make_length_check()),
+                   with_checker: bool = False, group: Optional[Callable[[dict], str]] = None,
+                   vocabulary: Optional[Iterable[str]] = None) -> list[tuple[str, Check]]:
+    """The chapter's filter chain, in order (novelty last), for ``Funnel.run``.
+
+    ``vocabulary``: texts whose words are the only ones allowed (adds the "vocabulary" check).
+    """
+    checks = [("language", make_language_check())]
+    if vocabulary is not None:
+        checks.append(("vocabulary", make_vocabulary_check(vocabulary)))
+    checks += [("length ratio", make_length_check()),
               ("numbers", make_numbers_check()), ("fidelity (chrF)", make_fidelity_check(min_chrf))]
     if with_checker:
         checks.append(("checker", make_checker_check()))
