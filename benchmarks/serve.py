@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="the server's --batch-wait-ms")
     args = parser.parse_args()
 
     import httpx
@@ -82,7 +83,8 @@ def main() -> int:
     messages = [[{"role": "user", "content": user_content(e.record)}] for e in examples]
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "instructlib.cli", "serve", "--model", model, "--name", "bench",
-                             "--port", str(port), "--max-batch-size", str(args.clients)],
+                             "--port", str(port), "--max-batch-size", str(args.clients),
+                             "--batch-wait-ms", str(args.batch_wait_ms)],
                             stdout=subprocess.DEVNULL, env={**os.environ})
     base = f"http://127.0.0.1:{port}"
     try:
@@ -102,7 +104,8 @@ def main() -> int:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
 
-    print(f"model {Path(model).name}, {len(messages)} chat requests, max_tokens={args.max_tokens}, greedy; "
+    print(f"model {Path(model).name}, {len(messages)} chat requests, max_tokens={args.max_tokens}, greedy, "
+          f"batch wait {args.batch_wait_ms:g} ms; "
           f"torch threads per server: {os.environ.get('OMP_NUM_THREADS', 'default')}")
     print(f"{'':<24}{'requests/s':>11}{'tokens/s':>10}{'p50 s':>8}{'p95 s':>8}{'mean batch':>12}")
     for label, r in rows.items():
