@@ -9,7 +9,7 @@ import torch
 from instructlib.data.verifiable import make_examples
 from instructlib.evaluation import evaluate, judge_metric
 from instructlib.evaluation.cache import model_fingerprint
-from instructlib.evaluation.suite import as_item, perplexity_text
+from instructlib.evaluation.suite import as_item, perplexity_texts
 from instructlib.models import LLM, ScriptedLLM, load_tokenizer
 from instructlib.nn.gpt import GPTConfig, TinyGPT
 
@@ -108,11 +108,19 @@ def test_perplexity_equals_a_hand_computed_one(tiny_llm, tmp_path, one_thread):
     assert 0.3 * vocab < row["value"] < 3 * vocab  # an untrained model is about as unsure as a uniform one
 
 
-def test_perplexity_of_records_uses_the_chat_template(tiny_llm):
-    item = as_item(make_examples("test", 1, seed=0)[0])
-    text = perplexity_text(item, tiny_llm.tokenizer)
-    assert item.references[0] in text and item.question in text
-    assert perplexity_text(item, None) == item.question + "\n" + item.references[0]
+def test_perplexity_of_records_scores_the_answer_given_the_prompt(tiny_llm, tmp_path, one_thread):
+    examples = make_examples("test", 1, seed=0)[:4]
+    table = evaluate({"tiny": tiny_llm}, {"t": examples}, ["ppl"], cache_root=tmp_path, progress=False)
+    total, count = 0.0, 0
+    for ex in examples:
+        prompt = tiny_llm.chat_prompt(as_item(ex).chat())
+        (full_nll, full_n), (p_nll, p_n) = tiny_llm.nll([prompt + ex.record.output, prompt])
+        total, count = total + full_nll - p_nll, count + full_n - p_n
+    assert 0 < count < 60  # only the answers' tokens are scored
+    assert table.rows[0]["value"] == pytest.approx(math.exp(total / count), rel=1e-4)  # batched vs one by one
+    item = as_item(examples[0])
+    assert perplexity_texts(item, tiny_llm)[1].endswith(item.references[0])
+    assert perplexity_texts(as_item("plain text"), tiny_llm) == ("", "plain text")
 
 
 def test_generation_through_a_real_model_is_batched_and_cut_at_newline(tiny_llm, tmp_path, one_thread):

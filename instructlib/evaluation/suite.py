@@ -81,18 +81,17 @@ def as_items(data: Sequence[Any]) -> list[EvalItem]:
     return [as_item(x) for x in data]
 
 
-def perplexity_text(item: EvalItem, tokenizer=None) -> str:
-    """The text whose perplexity is measured: the item's text, else the answered conversation.
+def perplexity_texts(item: EvalItem, llm) -> tuple[str, str]:
+    """(context, context + continuation) whose NLL difference scores the continuation.
 
-    The conversation is rendered with the model's chat template when it has one (the format it was
-    trained on), else as "user turn\\nreference".
+    A record's continuation is its first reference after the model's chat prompt (``llm.chat_prompt``),
+    so the perplexity is that of the *answer given the instruction*, the tokens SFT trains on; a
+    plain-text item has an empty context (the whole text is scored).
     """
     if item.text is not None:
-        return item.text
-    messages = item.chat() + [{"role": "assistant", "content": item.references[0]}]
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False)
-    return "\n".join(msg["content"] for msg in messages)
+        return "", item.text
+    prompt = llm.chat_prompt(item.chat())
+    return prompt, prompt + item.references[0]
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -147,8 +146,12 @@ def _chrf(values, preds, items):
 
 
 def _nll(preds, items, llm):
-    texts = [perplexity_text(it, getattr(llm, "tokenizer", None)) for it in items]
-    return [list(pair) for pair in llm.nll(texts)]
+    """Per item [NLL of the continuation, its token count] = nll(context + continuation) - nll(context)."""
+    pairs = [perplexity_texts(it, llm) for it in items]
+    full = llm.nll([f for _, f in pairs])
+    unique = sorted({c for c, _ in pairs} - {""})
+    scored = dict(zip(unique, llm.nll(unique))) if unique else {}
+    return [[nll - scored.get(c, (0.0, 0))[0], n - scored.get(c, (0.0, 0))[1]] for (c, _), (nll, n) in zip(pairs, full)]
 
 
 def _ppl(values, preds, items):
@@ -164,8 +167,8 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in [
     Metric("rougeL", _rouge, description="ROUGE-L F (instructlib.text, CJK by character), best reference"),
     Metric("bleu", _sentence_bleu, _bleu, corpus=True, description="corpus BLEU, sacrebleu, tokenize zh for Chinese"),
     Metric("chrf", _sentence_chrf, _chrf, corpus=True, description="corpus chrF, sacrebleu"),
-    Metric("ppl", _nll, _ppl, corpus=True, needs_generation=False,
-           description="perplexity of the reference conversation (or text) under the model"),
+    Metric("ppl", _nll, _ppl, corpus=True, needs_generation=False, key="2",
+           description="perplexity of the reference answer given the prompt (of the whole text for text items)"),
 ]}
 
 
