@@ -238,3 +238,14 @@ def test_engine_overload_is_immediate():
         engine.shutdown()
 
     asyncio.run(main())
+
+
+def test_cli_refuses_bad_arguments_without_traceback(tmp_path, capsys):
+    from instructlib.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "missing")]) == 2
+    assert main(["serve", "--model", "tinygpt", "--adapter", str(tmp_path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--model: " in err and "neither a course model name" in err
+    assert "--adapter: " in err and "adapter_config.json" in err and "--port: 0" in err
+    assert "Traceback" not in err
