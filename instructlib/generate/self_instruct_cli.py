@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     """Add the ``self-instruct`` command."""
     p = subparsers.add_parser(
         "self-instruct", help="grow an instruction set from seed tasks with a language model (chapter 08)",
-        description=__doc__.split("\n\n")[0], epilog=EXIT, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__.split("\n\n")[0].removeprefix("Chapter 08: "), epilog=EXIT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", metavar="FILE", default=None,
                    help="seed tasks in Self-Instruct's format (JSONL); default: the course's 131 seed tasks")
     p.add_argument("--num-instructions", type=int, required=True, metavar="N",
