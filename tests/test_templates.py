@@ -174,7 +174,7 @@ def test_lint_answer_choices_label_space_and_positions():
     examples = [{"word": "hot", "good": "cold", "bad": "warm", "label": 0}] * 8
     ordered = Template("fixed-order", "Opposite of {{word}}: {{good}} or {{bad}}? ||| {{good}}", task="demo",
                        answer_choices="{{good}} ||| {{bad}}", metadata=TemplateMetadata(choices_in_prompt=True))
-    assert "answer-position" in checks(ordered, examples, fields={"word", "good", "bad"})
+    assert checks(ordered, examples, fields={"word", "good", "bad"}) == {"answer-position"}
     mixed = [{"word": "hot", "a": "cold", "b": "warm", "label": k % 2} for k in range(8)]
     balanced = Template("balanced", "Opposite of {{word}}: {{a}} or {{b}}? ||| {{ answer_choices[label] }}",
                         task="demo", answer_choices="{{a}} ||| {{b}}", metadata=TemplateMetadata(choices_in_prompt=True))

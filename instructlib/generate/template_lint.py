@@ -120,7 +120,8 @@ def lint_template(t: Template, examples: Sequence[dict], *, fields: Optional[set
     for name in sorted(fields - used - IGNORED_FIELDS):
         add("unused-variable", f"field '{name}' is never used")
     target_fields = answer_fields(t, fields)
-    leak = _static_leak(t, target_fields)
+    shows_choices = bool(t.answer_choices and t.metadata.choices_in_prompt)  # the answer is one of the shown options
+    leak = None if shows_choices else _static_leak(t, target_fields)
     if leak:
         add("target-leak", f"the prompt shows '{leak}', the field that carries the answer")
     leaks = positions = 0
