@@ -78,16 +78,28 @@ def test_run_backward_resumes_without_duplicates(tmp_path, one_thread):
     from instructlib.data.verifiable import make_records
     from instructlib.generate.backward import run_backward
 
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from instructlib.models import load_tokenizer
+
+    # a tiny transformers model with room for a backward example (the ci TinyGPT has only 64 positions)
+    tok = load_tokenizer("tinygpt")
+    model_dir = tmp_path / "tiny-backward"
+    tok.save_pretrained(model_dir)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=1, n_head=2,
+                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).save_pretrained(model_dir)
     train = make_records("train", 2, seed=0)
     unlabelled = make_records("test", 1, seed=0)  # 13 examples, one per family
     out = tmp_path / "humpback.jsonl"
     rater = ScriptedLLM(lambda p: "Score: 5" if "Output: " in p else "??")
-    counts = run_backward(train, unlabelled[:5], out, rater=rater, steps=2, chunk=2, progress=False)
+    counts = run_backward(train, unlabelled[:5], out, model_name=str(model_dir), rater=rater, steps=2, chunk=2,
+                          progress=False)
     assert counts == {"candidates": 5, "kept": 5, "unparseable": 0}
     first = out.read_text()
     with open(out, "a") as f:
         f.write('{"id": "u5", "instr')  # a torn line, as a kill -9 mid-write leaves it
-    counts = run_backward(train, unlabelled, out, rater=ScriptedLLM(["Score: 2", "no idea"]), steps=2, progress=False)
+    counts = run_backward(train, unlabelled, out, model_name=str(model_dir), rater=ScriptedLLM(["Score: 2", "no idea"]),
+                          steps=2, progress=False)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert out.read_text().startswith(first) and [r["id"] for r in rows] == [f"u{i}" for i in range(13)]
     assert counts["candidates"] == 13 and counts["unparseable"] == 4 and counts["kept"] == 5

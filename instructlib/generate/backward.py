@@ -168,7 +168,8 @@ def run_backward(train_records: Sequence, unlabelled: Sequence, out: str, *, mod
         todo = [(f"u{i}", r) for i, r in enumerate(unlabelled) if f"u{i}" not in stage.done]
         if todo:
             model, tok = load_model(model_name), load_tokenizer(model_name)
-            max_len = getattr(getattr(model, "config", None), "block_size", 256)
+            model_config = getattr(model, "config", None)
+            max_len = getattr(model_config, "block_size", None) or getattr(model_config, "n_positions", None) or 256
             config = TrainConfig(max_steps=steps, batch_size=min(16, len(train_records)), lr=1e-3,
                                  warmup_steps=max(1, steps // 10), seed=seed, progress=progress)
             train_backward(model, tok, train_records, config, max_len)
