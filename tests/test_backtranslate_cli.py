@@ -103,3 +103,17 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     assert "bad.jsonl:2" in err and "instruction" in err and "Traceback" not in err
     assert main(["generate", "backtranslate", "--input", str(tmp_path / "missing.jsonl"),
                  "--out", str(tmp_path / "o.jsonl")]) == 2
+
+
+def test_cli_with_the_course_translator_writes_valid_records(tmp_path, capsys, one_thread):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r.to_dict()) for r in [
+        Record("Sort the numbers from smallest to largest.", "3 1 2", "1 2 3"),
+        Record("Add the two numbers.", "2 3", "5"), Record("Find the largest number.", "4 9 1", "9")]) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["generate", "backtranslate", "--input", str(src), "--out", str(out), "-n", "2", "--min-chrf", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "novelty" in printed and f"wrote {out}" in printed
+    cands = load(tmp_path / "out.candidates.jsonl")
+    assert len(cands) == 6 and all(c["forward"] == "course en->zh" for c in cands)
+    assert out.exists() and (not load(out) or validate_file(out).ok)
