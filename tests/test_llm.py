@@ -164,3 +164,22 @@ def test_scripted_llm_answers_from_function_dict_and_list():
     assert turns.complete(["a", "b", "c"], batch_size=2) == ["one", "two", "one"]
     chat = ScriptedLLM(lambda p: p)
     assert chat.chat([[{"role": "user", "content": "hi"}]]) == ["<|user|>hi\n<|assistant|>"]
+
+
+def test_greedy_batches_group_prompts_by_length_and_keep_the_callers_order():
+    seen = []
+
+    class Recorder(ScriptedLLM):
+        groups_by_length = True  # behave like a real model
+
+        def _generate(self, prompts, **kw):
+            seen.append(list(prompts))
+            return super()._generate(prompts, **kw)
+
+    llm = Recorder(lambda p: p[::-1])
+    prompts = ["ccc", "a", "bbbbb", "dd"]
+    assert llm.complete(prompts, batch_size=2) == [p[::-1] for p in prompts]
+    assert seen == [["a", "dd"], ["ccc", "bbbbb"]]
+    seen.clear()
+    llm.complete(prompts, batch_size=2, temperature=0.7, seed=1)
+    assert seen == [["ccc", "a"], ["bbbbb", "dd"]], "sampling keeps the order (seed b goes to batch b)"

@@ -49,6 +49,7 @@ class LLM:
     """Batched text generation behind one interface; subclasses implement ``_generate``."""
 
     name: str = "llm"
+    groups_by_length: bool = True  # greedy batches: similar lengths together (ScriptedLLM: no)
 
     def complete(self, prompts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
                  top_p: float = 1.0, stop: Sequence[str] = (), seed: Optional[int] = None,
@@ -62,16 +63,23 @@ class LLM:
         from tqdm.auto import tqdm
 
         prompts, stop = list(prompts), tuple(stop)
+        # Greedy text does not depend on the batch a prompt shares, so batch prompts of similar
+        # length together (less padding); sampled text keeps the caller's order, so seeds mean the same.
+        order = list(range(len(prompts)))
+        if temperature == 0 and self.groups_by_length:
+            order.sort(key=lambda k: len(prompts[k]))
         starts = range(0, len(prompts), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: generating", unit="batch",
                    disable=not progress or len(starts) < 2)
-        out: list[str] = []
+        out: list[str] = [""] * len(prompts)
         for b, i in enumerate(bar):
             batch_seed = None if seed is None else seed + b
-            texts = self._generate(prompts[i:i + batch_size], max_new_tokens=max_new_tokens,
+            chunk = order[i:i + batch_size]
+            texts = self._generate([prompts[k] for k in chunk], max_new_tokens=max_new_tokens,
                                    temperature=temperature, top_p=top_p, stop=stop, seed=batch_seed,
                                    num_beams=num_beams)
-            out.extend(cut_at_stop(t, stop) for t in texts)
+            for k, text in zip(chunk, texts):
+                out[k] = cut_at_stop(text, stop)
         return out
 
     def chat(self, conversations: Sequence[Conversation], **kwargs) -> list[str]:
@@ -219,8 +227,11 @@ class Seq2SeqLM(_HFBacked):
 class ScriptedLLM(LLM):
     """Deterministic fake model for tests: answers from a function, a prompt->answer dict, or a list in turn.
 
-    Every prompt it was given is kept in ``calls``; ``chat_prompt`` renders ``<|role|>content`` lines.
+    Every prompt it was given is kept in ``calls`` (in the caller's order); ``chat_prompt`` renders
+    ``<|role|>content`` lines.
     """
+
+    groups_by_length = False  # a list script answers in turn: keep the caller's order
 
     def __init__(self, script: Union[Callable[[str], str], Mapping[str, str], Sequence[str]], name: str = "scripted"):
         self.script, self.name, self.calls, self._turn = script, name, [], 0
