@@ -190,3 +190,11 @@ def test_generate_answers_agree_between_tinygpt_and_its_transformers_copy():
     theirs = generate_answers(model.to_hf(), tok, records, "chat", max_new_tokens=8, batch_size=3, stop_at_newline=False)
     assert len(ours) == 5 and any(ours) and ours == theirs
     assert tok.padding_side == side and model.training, "padding side and train mode are restored"
+
+
+def test_too_few_examples_for_one_batch_is_an_error_not_a_hang():
+    """Every batch short of the global size is skipped, so a tiny dataset used to loop forever."""
+    from instructlib.train.loop import _global_batches
+
+    with pytest.raises(ValueError, match="cannot fill one global batch"):
+        next(_global_batches([5, 6, 7], 8, TrainConfig(), start=0))

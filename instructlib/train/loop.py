@@ -123,6 +123,9 @@ def _world() -> tuple[int, int]:
 
 def _global_batches(lengths: Sequence[int], size: int, config: TrainConfig, start: int) -> Iterator[list[int]]:
     """Global micro-batches of example indices, forever, skipping the first ``start``."""
+    if len(lengths) < size:  # every batch would be short and skipped: the stream would never yield
+        raise ValueError(f"{len(lengths)} training examples cannot fill one global batch of {size}; "
+                         "use a smaller batch_size or more data")
     position, epoch = 0, 0
     while True:
         g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
