@@ -25,22 +25,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 600) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("server not ready in time")
-
-
 def run(client, name: str, messages: list, clients: int, max_tokens: int):
     """Send every request (``clients`` at a time); return (seconds, latencies, completion tokens, answers)."""
     def one(m):
@@ -72,6 +56,7 @@ def main() -> int:
     import openai
 
     from instructlib.data.formats import user_content
+    from instructlib.deploy.server import wait_ready
     from instructlib.data.verifiable import make_examples
 
     model = args.model
@@ -88,7 +73,7 @@ def main() -> int:
                             stdout=subprocess.DEVNULL, env={**os.environ})
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, proc)
+        wait_ready(base, timeout=600, proc=proc)
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=300)
         run(client, "bench", messages[:4], 1, args.max_tokens)  # warm-up
         rows = {}

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from instructlib.deploy.server import wait_ready
+
 TEXTS = ["Reverse the order of the words.\n\napple bread chair", "Add the two numbers.\n\n12 45",
          "What is the capital of this country?\n\nFrance", "Sort the numbers from smallest to largest.\n\n9 3 71"] * 40
 
@@ -56,21 +58,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_ready(base_url: str, timeout: float = 180.0, proc: subprocess.Popen | None = None) -> None:
-    """Poll ``/ready`` until it answers 200 (fail if the process dies or time runs out)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(base_url + "/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{base_url} not ready after {timeout} s")
 
 
 @contextmanager

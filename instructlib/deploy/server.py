@@ -540,6 +540,24 @@ def create_app(config: ServerConfig):
     return app
 
 
+def wait_ready(base_url: str, timeout: float = 180.0, proc=None) -> None:
+    """Poll ``/ready`` until it answers 200; raise if ``proc`` (the server process) exits or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            detail = proc.stderr.read().decode()[-2000:] if getattr(proc, "stderr", None) else ""
+            raise RuntimeError(f"server exited with {proc.returncode}: {detail}")
+        try:
+            if httpx.get(base_url + "/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{base_url} not ready after {timeout} s")
+
+
 def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     """Run the server with uvicorn until interrupted."""
     import uvicorn
