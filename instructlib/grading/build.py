@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import textwrap
 from pathlib import Path
 
 from ..data.io import atomic_write_text
@@ -20,19 +21,50 @@ CELL_ARTEFACTS = ("execution", "ExecuteTime")  # timing metadata left by nbclien
 NOTEBOOK_ARTEFACTS = ("widgets",)  # saved widget state is output, not content
 
 
-def strip_solutions(source: str, where: str) -> str:
-    """Replace each ``### BEGIN SOLUTION`` .. ``### END SOLUTION`` region by an indented stub."""
+def fill_solutions(source: str, blocks: list[str], where: str) -> str:
+    """Replace the solution regions (markers included), in order, by ``blocks``, each indented at its marker.
+
+    A block is written without indentation (it is dedented first); ValueError if the number of blocks
+    is not the number of regions.
+    """
+    regions = solution_regions(source, where)
+    if len(blocks) != len(regions):
+        raise ValueError(f"{where}: {len(blocks)} answer block(s) for {len(regions)} solution region(s)")
     lines = source.splitlines(keepends=True)
-    for begin, end in reversed(solution_regions(source, where)):
+    for (begin, end), block in reversed(list(zip(regions, blocks))):
         indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
         newline = "\n" if lines[end].endswith("\n") else ""
-        lines[begin:end + 1] = [indent + STUB + newline]
+        body = textwrap.dedent(block).strip("\n").splitlines() or ["pass"]
+        lines[begin:end + 1] = ["\n".join(indent + b if b.strip() else "" for b in body) + newline]
     return "".join(lines)
 
 
-def build_exercise(nb: dict, path: str | Path = "<notebook>") -> dict:
-    """The student version of a parsed-and-checked solutions notebook (a new dict)."""
-    parse_key(nb, path)  # raises ExerciseFormatError naming the cell for malformed input
+def strip_solutions(source: str, where: str) -> str:
+    """Replace each ``### BEGIN SOLUTION`` .. ``### END SOLUTION`` region by an indented stub."""
+    return fill_solutions(source, [STUB] * len(solution_regions(source, where)), where)
+
+
+def build_exercise(nb: dict, path: str | Path = "<notebook>", answers: dict[str, list[str]] | None = None) -> dict:
+    """The student version of a parsed-and-checked solutions notebook (a new dict).
+
+    ``answers`` (question -> code blocks, one per solution region of its answer cells in cell order)
+    fills those regions instead of the stub: a submission as a student would write it (used by
+    tests/test_exercise_attacks.py). ValueError for an unknown question or a wrong number of blocks.
+    """
+    parsed = parse_key(nb, path)  # raises ExerciseFormatError naming the cell for malformed input
+    answers = answers or {}
+    if unknown := sorted(set(answers) - set(parsed.questions)):
+        raise ValueError(f"{path}: no question {', '.join(unknown)} in this notebook")
+    blocks_of: dict[int, list[str]] = {}  # cell number -> its blocks
+    for q, given in answers.items():
+        answer_cells = parsed.questions[q].answer_cells
+        counts = [len(solution_regions(source_of(nb["cells"][i - 1]), f"{path}: cell {i}")) for i in answer_cells]
+        if isinstance(given, str) or len(given) != sum(counts):
+            raise ValueError(f"{path}: question {q}: {1 if isinstance(given, str) else len(given)} answer "
+                             f"block(s) for its {sum(counts)} solution region(s) (one block per region, in cell order)")
+        blocks = iter(given)
+        for i, n in zip(answer_cells, counts):
+            blocks_of[i] = [next(blocks) for _ in range(n)]
     out = copy.deepcopy(nb)
     for key in NOTEBOOK_ARTEFACTS:
         out.get("metadata", {}).pop(key, None)
@@ -41,7 +73,9 @@ def build_exercise(nb: dict, path: str | Path = "<notebook>") -> dict:
         role, _ = cell_role(cell)
         if role == "test" and TEST_RE.fullmatch(first_line(source_of(cell))).group(2) == "hidden":
             continue
-        if role == "answer":
+        if role == "answer" and i in blocks_of:
+            cell["source"] = fill_solutions(source_of(cell), blocks_of[i], f"{path}: cell {i}")
+        elif role == "answer":
             cell["source"] = strip_solutions(source_of(cell), f"{path}: cell {i}")
         if cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None

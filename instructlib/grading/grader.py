@@ -264,9 +264,12 @@ def grade_question(sub: Submission, question: Question, expected: list[list[Expe
                 + [(f"answer cell {i}", src) for i, src in answers])
     if hits := forbidden_uses(labelled, question.forbidden):
         name = hits[0].split(" ", 1)[0]
+        also = f" (also: {', '.join(hits[1:4])}{', ...' if len(hits) > 4 else ''})" if len(hits) > 1 else ""
         return Grade(sub.student, sub.chapter or "", question.name, 0.0, question.points,
                      [f"0 points: your code uses `{name}` ({hits[0].split(' ', 1)[1].strip('()')}), "
-                      f"which question {question.name} forbids"])
+                      f"which question {question.name} forbids: the question asks you to build what `{name}` "
+                      "does yourself, so calling or importing it (even in a setup cell) gives 0; remove every "
+                      f"use and resubmit{also}"])
     tests = _tests_in_order(question)
     preamble = PREAMBLE.format(path=checks_module.__file__, mode="student", secret=secret)
     cells = [src for _, src in labelled] + [preamble] + [student_test_source(t.source) for t in tests]
