@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "instructlib.generate.cli",  # generate templates|backtranslate|backward
     "instructlib.generate.self_instruct_cli",  # self-instruct
     "instructlib.evaluation.cli",  # evaluate
+    "instructlib.evaluation.capstone_cli",  # capstone build|list
     "instructlib.deploy.cli",  # serve
 )
 

@@ -6,6 +6,12 @@ with chapter 05's full fine-tuning recipe for the same number of training tokens
 evaluates every model with the harness. It returns the per-seed table and a summary with the mean
 over seeds and a Student-t 95 % interval. Fine-tuned weights are cached under
 ``cache_dir()/finetuned`` (keyed by data, recipe, steps, seed and base model), so a rerun only evaluates.
+
+The course's capstone is ``run_profile_capstone()``: the data of ``capstone_data`` (five conditions,
+three test sets) at the active profile's sizes, one token budget (``capstone_budget``). Its first
+seed of each condition is the named model ``load_model("tinygpt-sft-all")`` etc.
+(``models.loader.FINETUNED_ALIASES``): ``capstone_model(name)`` builds one (a cache hit after the
+notebook ran), and importing this module registers it as the loader's on-demand builder.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ from instructlib.data.records import Record
 from instructlib.evaluation.bootstrap import mean_over_seeds
 from instructlib.evaluation.harness import EvalTable, evaluate
 from instructlib.files import atomic_torch_save, atomic_write_json, build_once
+from instructlib.models.loader import (FINETUNED_ALIASES, finetuned_dir, finetuned_path, register_finetuned_builder,
+                                       save_finetuned)
 
 
 @dataclass(frozen=True)
@@ -182,3 +190,80 @@ def summarize_seeds(table: EvalTable, runs: Sequence[dict] = ()) -> Any:
                     "runs": len(rows), "interval": kind,
                     "train_tokens": sum(seen) / len(seen) if seen else math.nan})
     return pd.DataFrame(out)
+
+
+# --- the course's capstone at the active profile's sizes, and its named models -----------------
+
+# load_model aliases (models.loader.FINETUNED_ALIASES) -> capstone condition
+ALIAS_CONDITIONS = {
+    "tinygpt-sft-hand": "hand-written",
+    "tinygpt-sft-templates": "+ templates",
+    "tinygpt-sft-backtranslation": "+ back-translation",
+    "tinygpt-sft-selfinstruct": "+ self-instruct",
+    "tinygpt-sft-all": "all",
+}
+
+
+def capstone_recipe(profile=None) -> Recipe:
+    """Chapter 05's recipe at the profile's step count (no early stopping: every condition gets its full budget)."""
+    from instructlib.evaluation.capstone_data import capstone_sizes
+
+    sizes = capstone_sizes(profile)
+    return Recipe(steps=sizes.steps, batch_size=sizes.batch_size)
+
+
+def capstone_budget(profile=None) -> float:
+    """The capstone's token budget: ``steps`` batches of the hand-written data (same for every condition)."""
+    from instructlib.evaluation.capstone_data import capstone_sizes, hand_written_examples
+    from instructlib.models import load_tokenizer
+
+    sizes, recipe = capstone_sizes(profile), capstone_recipe(profile)
+    encoded = encode_dataset(_records(hand_written_examples(sizes)), load_tokenizer("tinygpt"),
+                             load_model_block_size(), recipe.template)[0]
+    return recipe.steps * recipe.batch_size * mean_tokens(encoded)
+
+
+def run_profile_capstone(conditions: Optional[Sequence[str]] = None, *, seeds: Optional[Sequence[int]] = None,
+                         metrics: Sequence[str] = ("strict", "loose", "rougeL"), progress: bool = True,
+                         profile=None):
+    """The course's capstone at the profile's sizes: ``run_capstone`` on ``capstone_data``'s sets."""
+    from instructlib.evaluation.capstone_data import CONDITIONS, capstone_sizes, eval_sets, train_sets
+
+    sizes = capstone_sizes(profile)
+    sets = train_sets(profile, conditions=conditions or CONDITIONS, progress=progress)
+    return run_capstone(sets, eval_sets(profile), seeds=seeds or sizes.seeds, token_budget=capstone_budget(profile),
+                        recipe=capstone_recipe(profile), metrics=metrics, progress=progress)
+
+
+def _condition(name: str) -> str:
+    if name not in ALIAS_CONDITIONS:
+        raise KeyError(f"{name!r} is not a capstone model; known: {', '.join(ALIAS_CONDITIONS)}")
+    return ALIAS_CONDITIONS[name]
+
+
+def build_capstone_model(name: str, out: Path, progress: bool = False) -> None:
+    """Write the alias ``name`` into ``out``: its condition's first seed, trained (or read from the cache)."""
+    from instructlib.evaluation.capstone_data import capstone_sizes, train_sets
+    from instructlib.models import load_tokenizer
+
+    condition = _condition(name)
+    sizes, recipe = capstone_sizes(), capstone_recipe()
+    data = train_sets(conditions=[condition], progress=progress)[condition]
+    encoded = encode_dataset(_records(data), load_tokenizer("tinygpt"), load_model_block_size(), recipe.template)[0]
+    steps = steps_for_budget(encoded, recipe.batch_size, capstone_budget())
+    model, meta = cached_finetune(condition, data, steps=steps, seed=sizes.seeds[0], recipe=recipe, progress=progress)
+    save_finetuned(out, model, {**meta, "alias": name, "condition": condition,
+                                "description": FINETUNED_ALIASES[name]})
+
+
+def capstone_model(name: str, progress: bool = True) -> Path:
+    """Build (once) the named fine-tuned model and return its directory; ``load_model(name)`` then loads it."""
+    _condition(name)
+    path = finetuned_path(name)
+    if not (path / "meta.json").exists():
+        build_once(path, lambda out: build_capstone_model(name, out, progress))
+    return finetuned_dir(name)
+
+
+for _name in ALIAS_CONDITIONS:
+    register_finetuned_builder(_name, build_capstone_model)
