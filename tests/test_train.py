@@ -154,6 +154,74 @@ def test_early_stopping_restores_the_best_weights():
     assert evaluate(model, val_data, COLLATE) == pytest.approx(result.best_val_loss, rel=1e-6)
 
 
+def test_load_best_at_end_ends_on_the_best_validation_weights_without_early_stopping():
+    """Like Trainer's load_best_model_at_end: the run goes to max_steps, then takes the best weights back."""
+    config = dict(max_steps=40, batch_size=8, lr=1e-2, eval_every=2, progress=False)  # best at step 6
+    model, data = tiny_random_setup()
+    train_data, val_data = data[:48], data[48:]
+    snapshots = {}
+    result = train(model, train_data, COLLATE, TrainConfig(**config, load_best_at_end=True), eval_data=val_data,
+                   device="cpu", on_step=lambda step, m: snapshots.__setitem__(step, copy.deepcopy(m.state_dict())))
+    vals = {r["step"]: r["val_loss"] for r in result.history.eval}
+    assert result.step == 40 and not result.stopped_early and result.restored_best
+    assert result.best_step == min(vals, key=vals.get) and result.best_step not in (0, 40), vals
+    assert evaluate(model, val_data, COLLATE) == pytest.approx(result.best_val_loss, rel=1e-6)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, snapshots[result.best_step][name]), name
+    assert sorted(snapshots) == list(range(1, 41)), "on_step sees every optimizer step"
+
+    last, _ = tiny_random_setup()
+    plain = train(last, train_data, COLLATE, TrainConfig(**config), eval_data=val_data, device="cpu")
+    assert not plain.restored_best and plain.best_step == result.best_step, "off by default: the last step's weights"
+    assert evaluate(last, val_data, COLLATE) == pytest.approx(vals[40], rel=1e-6)
+
+
+def test_an_interrupted_run_does_not_restore_the_best_weights(tmp_path):
+    """stop_at is an interruption: the checkpoint must hold the current weights so a resume continues."""
+    model, data = tiny_random_setup()
+    config = TrainConfig(max_steps=12, batch_size=8, lr=0.05, eval_every=2, load_best_at_end=True, stop_at=6,
+                         checkpoint_dir=str(tmp_path), progress=False)
+    seen = {}
+    result = train(model, data[:48], COLLATE, config, eval_data=data[48:], device="cpu",
+                   on_step=lambda step, m: seen.__setitem__(step, copy.deepcopy(m.state_dict())))
+    assert result.step == 6 and not result.restored_best
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, seen[6][name]), name
+
+
+def test_cached_train_trains_once_then_loads(tmp_path, monkeypatch):
+    from instructlib.train import experiment
+
+    monkeypatch.setattr(experiment, "cache_dir", lambda: tmp_path)
+    _, data = tiny_random_setup()
+    config = TrainConfig(max_steps=4, batch_size=8, lr=1e-2, eval_every=2, load_best_at_end=True, progress=False)
+    fresh = lambda: tiny_random_setup()[0]  # noqa: E731
+    calls = []
+    curve = lambda m: calls.append(1) or {"val": evaluate(m, data[48:], COLLATE)}  # noqa: E731
+    first = experiment.cached_train("t", fresh, data[:48], COLLATE, config, eval_data=data[48:], curve=curve,
+                                    curve_steps=[2, 4], device="cpu")
+    assert not first.from_cache and [p["step"] for p in first.info["curve"]] == [0, 2, 4] and len(calls) == 3
+    again = experiment.cached_train("t", fresh, data[:48], COLLATE, config, eval_data=data[48:], curve=curve,
+                                    curve_steps=[2, 4], device="cpu")
+    assert again.from_cache and len(calls) == 3, "a cached run is loaded, not trained"
+    for (n, a), b in zip(first.model.named_parameters(), again.model.parameters()):
+        assert torch.equal(a, b), n
+    assert evaluate(again.model, data[48:], COLLATE) == pytest.approx(first.info["best_val_loss"], rel=1e-6)
+    unmasked = [{**ex, "labels": list(ex["input_ids"])} for ex in data[:48]]
+    other = experiment.cached_train("t", fresh, unmasked, COLLATE, config, eval_data=data[48:], device="cpu")
+    assert not other.from_cache and other.path != first.path, "other labels are another run"
+
+
+def test_mean_interval_is_the_t_interval():
+    from instructlib.train.experiment import mean_interval
+
+    mean, half = mean_interval([0.1, 0.2, 0.3])
+    assert mean == pytest.approx(0.2) and half == pytest.approx(4.303 * 0.1 / 3 ** 0.5, rel=1e-4)
+    assert math.isnan(mean_interval([0.5])[1])
+    with pytest.raises(ValueError):
+        mean_interval([])
+
+
 def test_history_plots_loss_curves():
     import matplotlib
     matplotlib.use("Agg")

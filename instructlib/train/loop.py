@@ -53,6 +53,7 @@ class TrainConfig:
     eval_every: int = 0              # 0: only at the start and the end
     patience: Optional[int] = None   # early stopping: evaluations without improvement
     restore_best: bool = True        # after early stopping, go back to the best weights
+    load_best_at_end: bool = False   # always end on the best validation weights (Trainer's load_best_model_at_end)
     checkpoint_dir: Optional[str] = None
     save_every: int = 0              # 0: save only at the end (when checkpoint_dir is set)
     stop_at: Optional[int] = None    # end after this step as if interrupted (the schedule still spans max_steps)
@@ -71,6 +72,8 @@ class TrainResult:
     tokens: int                      # real (non-padding) tokens processed, all processes
     seconds: float                   # training time without evaluation
     peak_memory_mb: Optional[float]  # CUDA peak allocated memory, None on CPU
+    best_step: Optional[int] = None  # step of the best validation loss
+    restored_best: bool = False      # the model ends on the best validation weights, not the last step's
 
     @property
     def tokens_per_s(self) -> float:
@@ -196,10 +199,12 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, config: TrainConfig,
           eval_data: Optional[Sequence[dict]] = None, device: Optional[torch.device | str] = None,
-          resume_from: Optional[str | Path] = None) -> TrainResult:
+          resume_from: Optional[str | Path] = None,
+          on_step: Optional[Callable[[int, nn.Module], None]] = None) -> TrainResult:
     """Fine-tune ``model`` in place on encoded examples; return its metrics history.
 
-    Under ``torchrun`` (a process group is initialised) the model is wrapped in
+    ``on_step(step, model)`` runs after every optimizer step (and its evaluation), e.g. to measure
+    exact match along the way. Under ``torchrun`` (a process group is initialised) the model is wrapped in
     DistributedDataParallel and each process trains on its slice of every global batch.
     """
     from tqdm.auto import tqdm
@@ -220,7 +225,7 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
                                device=device)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(
         s, config.warmup_steps, config.max_steps, config.min_lr_ratio))
-    history, step, best, bad_evals, best_weights = History(), 0, math.inf, 0, None
+    history, step, best, bad_evals, best_weights, best_step = History(), 0, math.inf, 0, None, None
 
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
@@ -231,6 +236,7 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
             scaler.load_state_dict(ckpt["scaler"])
         history = History(**ckpt["history"])
         step, best, bad_evals, best_weights = ckpt["step"], ckpt["best"], ckpt["bad_evals"], ckpt["best_weights"]
+        best_step = ckpt.get("best_step")
         _set_rng_state(ckpt["rng"])
     else:
         torch.manual_seed(config.seed)
@@ -245,15 +251,16 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "rng": _rng_state(), "step": step, "history": asdict(history), "best": best,
-                "bad_evals": bad_evals, "best_weights": best_weights, "config": asdict(config)})
+                "bad_evals": bad_evals, "best_weights": best_weights, "best_step": best_step,
+                "config": asdict(config)})
 
     def run_eval() -> bool:
         """Evaluate, remember the best weights; True when patience has run out."""
-        nonlocal best, bad_evals, best_weights
+        nonlocal best, bad_evals, best_weights, best_step
         val = evaluate(net, eval_data, collate, config.batch_size, device, dtype)
         history.eval.append({"step": step, "val_loss": val})
         if val < best:
-            best, bad_evals = val, 0
+            best, bad_evals, best_step = val, 0, step
             best_weights = {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
         else:
             bad_evals += 1
@@ -311,10 +318,14 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
                 stopped_early = True
         if config.save_every and step % config.save_every == 0:
             checkpoint("last.pt")
+        if on_step is not None:
+            on_step(step, model)
         if stopped_early:
             break
     bar.close()
-    if stopped_early and config.restore_best and best_weights is not None:
+    restore = (stopped_early and config.restore_best) or (config.load_best_at_end and step >= config.max_steps)
+    restored = restore and best_weights is not None
+    if restored:
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if n in best_weights:
@@ -322,4 +333,4 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
     checkpoint("last.pt")
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return TrainResult(history, step, None if best == math.inf else best, stopped_early,
-                       tokens, seconds, peak)
+                       tokens, seconds, peak, best_step, restored)

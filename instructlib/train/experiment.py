@@ -1,0 +1,114 @@
+"""Chapter 05: fine-tuning runs cached on disk — train once, keep the weights and the history, and on
+every rerun of a notebook only load and evaluate.
+
+A run is named by what determines it: the training configuration, a hash of the encoded training
+and validation data (so "no prompt masking" or "no end-of-text token" are different runs without
+extra bookkeeping) and a caller's description of the model (``key``). The directory holds
+``model.pt`` (the state dict the run ended on) and ``run.json`` (history, best step, exact-match
+curve, sizes); it is written with ``files.build_once``, so an interrupted build leaves nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..config import cache_dir, get_profile
+from ..files import atomic_torch_save, atomic_write_json, build_once
+from .loop import TrainConfig, train
+
+
+@dataclass
+class CachedRun:
+    """A trained model and what its run recorded (``info`` is plain JSON)."""
+
+    model: nn.Module
+    info: dict
+    path: Path
+    from_cache: bool
+
+
+def data_fingerprint(data: Optional[Sequence[dict]]) -> str:
+    """Short hash of encoded examples (their input_ids and labels, in order)."""
+    h = hashlib.sha256()
+    for ex in data or ():
+        h.update(json.dumps([list(map(int, ex["input_ids"])), list(map(int, ex["labels"]))]).encode())
+    return h.hexdigest()[:16]
+
+
+def run_dir(name: str, config: TrainConfig, train_data: Sequence[dict], eval_data: Optional[Sequence[dict]],
+            key: Optional[dict] = None) -> Path:
+    """Cache directory of a run: ``<cache>/sft-runs/<name>-<profile>-<hash>``."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "checkpoint_dir", "save_every")}
+    ident = json.dumps({"config": settings, "train": data_fingerprint(train_data),
+                        "eval": data_fingerprint(eval_data), "key": key or {}}, sort_keys=True, default=str)
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
+    return cache_dir() / "sft-runs" / f"{name}-{get_profile().name}-{digest}"
+
+
+def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Sequence[dict], collate: Callable,
+                 config: TrainConfig, *, eval_data: Optional[Sequence[dict]] = None, key: Optional[dict] = None,
+                 curve: Optional[Callable[[nn.Module], dict]] = None, curve_steps: Sequence[int] = (),
+                 device: Optional[torch.device | str] = None) -> CachedRun:
+    """Train ``make_model()`` with ``train`` unless the same run is cached; return the model and its record.
+
+    ``curve(model)`` (e.g. exact match on a test slice) is measured before training and after each
+    step in ``curve_steps``, on the weights of that step; the returned model carries the weights the
+    run ended on (the best validation weights when ``config.load_best_at_end``).
+    """
+    target = run_dir(name, config, train_data, eval_data, key)
+
+    def build(tmp: Path) -> None:
+        model = make_model()
+        points = []
+        if curve is not None:
+            points.append({"step": 0, **curve(model)})
+
+        def on_step(step: int, m: nn.Module) -> None:
+            if curve is not None and step in set(curve_steps):
+                points.append({"step": step, **curve(m)})
+                m.train()
+
+        t0 = time.perf_counter()
+        result = train(model, train_data, collate, config, eval_data=eval_data, device=device, on_step=on_step)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "model.pt")
+        atomic_write_json(tmp / "run.json", {
+            "name": name, "key": key or {}, "config": asdict(config), "history": asdict(result.history),
+            "step": result.step, "best_step": result.best_step, "best_val_loss": result.best_val_loss,
+            "restored_best": result.restored_best, "stopped_early": result.stopped_early,
+            "tokens": result.tokens, "train_seconds": result.seconds,
+            "wall_seconds": time.perf_counter() - t0, "trainable": trainable, "total": total, "curve": points})
+
+    from_cache = target.exists()
+    build_once(target, build)
+    model = make_model()
+    model.load_state_dict(torch.load(target / "model.pt", map_location="cpu", weights_only=True))
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return CachedRun(model, json.loads((target / "run.json").read_text()), target, from_cache)
+
+
+# two-sided 97.5 % quantiles of Student's t for 1..10 degrees of freedom (then the normal's 1.96 is close)
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % t-interval over runs (half-width nan for a single run)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, float("nan")
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    return mean, t * sd / n ** 0.5
