@@ -103,3 +103,24 @@ def test_the_cached_pool_of_the_profile_is_built_once_and_consistent(one_thread,
     assert again.funnel.table() == pool.funnel.table()
     examples = paraphrased_examples("validation", 2, seed=1)
     assert all(e.record.instruction in pool.paraphrases[e.family] for e in examples)
+
+
+def test_experiment_conditions_differ_only_in_the_wording_of_the_copies(monkeypatch):
+    from instructlib.generate.template_experiment import CONDITION_BUILDERS, condition_examples
+
+    fake = ParaphrasePool({"add": ["Sum them."], "count_words": ["How many words?"]}, Funnel(), [], PoolRecipe())
+    monkeypatch.setattr(paraphrase_data, "paraphrase_pool", lambda profile=None, progress=False: fake)
+    monkeypatch.setattr("instructlib.generate.template_experiment.CONDITION_BUILDERS", dict(CONDITION_BUILDERS))
+    without, with_ = paraphrase_data.register_experiment_conditions()
+    fams = ["add", "count_words"]
+    a = condition_examples(without, "train", 6, 1, fams)
+    b = condition_examples(with_, "train", 6, 1, fams)
+    assert len(a) == len(b) == 2 * (6 + 3 + 3)
+    key = lambda e: (e.family, e.record.input, e.record.output)  # noqa: E731
+    assert sorted(map(key, a)) == sorted(map(key, b))  # the same inputs, as often
+    wording = lambda xs: [e.record.instruction for e in xs]  # noqa: E731
+    assert sum(w in ("Sum them.", "How many words?") for w in wording(b)) == 2 * 3
+    assert not {"Sum them.", "How many words?"} & set(wording(a))
+    train = {p for f in fams for p in FAMILIES[f].train_phrasings}
+    assert sum(w in train for w in wording(a)) == 2 * 6 and sum(w in train for w in wording(b)) == 2 * 3
+    assert a == condition_examples(without, "train", 6, 1, fams)  # deterministic

@@ -40,8 +40,15 @@ class ExperimentSizes:
     max_new_tokens: int = 20
 
 
+# Later chapters add conditions by name (chapter 07: paraphrase_data.EXPERIMENT_CONDITIONS):
+# ``builder(split, n_per_family, seed, families) -> list[Example]``.
+CONDITION_BUILDERS: dict[str, Callable[..., list[Example]]] = {}
+
+
 def condition_examples(condition: Condition, split: str, n: int, seed: int, families: Sequence[str]) -> list[Example]:
-    """A condition's examples of ``split``: rendered with its templates, or chapter 05's phrasings."""
+    """A condition's examples of ``split``: rendered with its templates, chapter 05's phrasings, or a named builder."""
+    if isinstance(condition, str) and condition in CONDITION_BUILDERS:
+        return CONDITION_BUILDERS[condition](split, n, seed, families)
     if condition == "ch05":
         return make_examples(split, n, seed, families=list(families))
     return templated_examples(split, n, n_templates=condition, seed=seed, families=list(families))
