@@ -183,3 +183,79 @@ def test_greedy_batches_group_prompts_by_length_and_keep_the_callers_order():
     seen.clear()
     llm.complete(prompts, batch_size=2, temperature=0.7, seed=1)
     assert seen == [["ccc", "a"], ["bbbbb", "dd"]], "sampling keeps the order (seed b goes to batch b)"
+
+
+def tiny_llama(tok):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id)
+    return LLM.wrap(LlamaForCausalLM(cfg), tok, name="tiny-llama")
+
+
+def test_complete_reports_why_each_text_ended(tiny, tok, one_thread):
+    hf = LLM.wrap(tiny.to_hf(), tok)
+    full = hf.complete(PROMPTS, max_new_tokens=6, return_finish=True)
+    assert all(reason == "length" for _, reason in full)  # an untrained model never says end-of-text
+    assert [t for t, _ in full] == hf.complete(PROMPTS, max_new_tokens=6)
+    cut = hf.complete(PROMPTS, max_new_tokens=6, stop=(" ",), return_finish=True)
+    for (text, _), (short, reason) in zip(full, cut):
+        assert short == text.split(" ")[0] and reason == ("stop" if " " in text else "length")
+    eos = tok.eos_token_id
+    assert hf._decode([[5, 6, eos, 9], [5, 6, 7, 8], [5]], max_new_tokens=4) == [
+        (tok.decode([5, 6]), "stop"), (tok.decode([5, 6, 7, 8]), "length"), (tok.decode([5]), "stop")]
+    scripted = ScriptedLLM(lambda p: p + "!")
+    assert scripted.complete(["a"], return_finish=True) == [("a!", "stop")]
+
+
+@pytest.mark.parametrize("model", ["gpt2", "llama"])
+def test_continuous_batching_equals_complete_with_joins_and_leaves(model, tiny, tok, one_thread):
+    from instructlib.models.llm import ContinuousBatcher
+
+    llm = LLM.wrap(tiny.to_hf(), tok) if model == "gpt2" else tiny_llama(tok)
+    lengths = [3, 9, 1, 6, 12]
+    expected = [llm.complete([p], max_new_tokens=n, return_finish=True)[0] for p, n in zip(PROMPTS, lengths)]
+    batcher = ContinuousBatcher(llm)
+    texts, reasons, step = {}, {}, 0
+    batcher.add(0, PROMPTS[0], max_new_tokens=lengths[0])
+    while len(batcher) or step < len(PROMPTS):
+        step += 1
+        if step < len(PROMPTS):  # one newcomer per step: rows of different lengths share a cache
+            batcher.add(step, PROMPTS[step], max_new_tokens=lengths[step])
+        for key, piece, reason, n in batcher.step():
+            texts[key] = texts.get(key, "") + piece
+            if reason is not None:
+                reasons[key] = (reason, n)
+    assert [(texts[k], reasons[k][0]) for k in range(len(PROMPTS))] == expected
+    assert [reasons[k][1] for k in range(len(PROMPTS))] == lengths  # all ran to max_new_tokens
+    assert max(batcher.forward_sizes) > 1 and len(batcher) == 0 and batcher.mask is None
+
+
+def test_continuous_batching_stop_strings_and_seeded_sampling(tiny, tok, one_thread):
+    from instructlib.models.llm import ContinuousBatcher
+
+    llm = LLM.wrap(tiny.to_hf(), tok)
+
+    def run(jobs):
+        batcher, out = ContinuousBatcher(llm), {}
+        for key, prompt, kw in jobs:
+            batcher.add(key, prompt, **kw)
+        pieces = []
+        while len(batcher):
+            for key, piece, reason, _ in batcher.step():
+                out[key] = out.get(key, "") + piece
+                pieces.append((key, piece))
+        return out, pieces
+
+    full = llm.complete(PROMPTS, max_new_tokens=12)
+    out, pieces = run([(k, p, dict(max_new_tokens=12, stop=(" ",))) for k, p in enumerate(PROMPTS)])
+    assert [out[k] for k in range(len(PROMPTS))] == [t.split(" ")[0] for t in full]
+    assert not any(" " in piece for _, piece in pieces)  # a stop string is never sent, not even in part
+    sampled = dict(max_new_tokens=10, temperature=1.5, seed=7)
+    alone, _ = run([("a", PROMPTS[1], sampled)])
+    crowded, _ = run([("x", PROMPTS[0], dict(max_new_tokens=10, temperature=1.0, seed=1)), ("a", PROMPTS[1], sampled)])
+    assert alone["a"] == crowded["a"]  # a seeded answer does not depend on who shares the steps
+    with pytest.raises(ValueError, match="does not fit"):
+        ContinuousBatcher(llm).add("long", "word " * 200, max_new_tokens=4)
+    with pytest.raises(TypeError):
+        ContinuousBatcher(LLM.wrap(tiny, tok))  # TinyGPT itself has no key/value cache interface

@@ -6,20 +6,24 @@ Endpoints: ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/complet
 sizes so far), and, when an adapter
 registry is configured, ``GET /v1/adapters``, ``POST /v1/adapters/activate``, ``POST /v1/adapters/rollback``.
 
-**Dynamic batching.** Every request becomes a job in one bounded queue. A single worker takes the
-first waiting job, collects whatever else arrives within ``batch_wait_ms`` (up to ``max_batch_size``),
-and generates all of them in one ``llm.complete`` call (chat requests are rendered to prompts first,
-so chat and completion requests share batches); jobs whose sampling settings differ go in separate
-calls. While a batch is generating, new jobs wait in the queue and form the next batch. On a CPU a
-batch of 8 costs little more than one sequence, which is where the throughput comes from.
+**Dynamic batching.** Every request becomes a job in one bounded queue, served by one generation
+thread. For transformers causal LMs the batching is **iteration-level** (continuous): before every
+decode step the thread admits whatever is waiting (up to ``max_batch_size`` sequences running),
+prefills the newcomers in one forward and merges their key/value caches into the running batch; a
+sequence that ends leaves at once. So a request never waits for a batch in flight to finish, a long
+answer never holds short ones back, and chat and completion requests with different settings share
+steps. Other models run in static batches through ``llm.complete``. On a CPU a step over 8
+sequences costs little more than a step over one, which is where the throughput comes from.
+``batch_wait_ms`` (default 0) makes an idle engine wait for company before it starts.
 
 **Overload.** The queue holds at most ``max_queue`` jobs; one more gets ``429`` at once instead of an
 unbounded wait. Before the model is loaded, generation endpoints answer ``503``.
 
-**Streaming.** ``LLM.complete`` returns whole strings, so a streamed answer is sent token by token
-*after* its batch finishes: the wire format is OpenAI's, the time to the first token is not better
-than without streaming. (Token-level streaming out of a batch needs a decode loop that yields per
-step; the course keeps one generation loop, inside ``LLM``.)
+**Streaming.** With iteration-level batching each step's new text goes to its client at once as a
+server-sent event (text that could still become a stop string is held back until it cannot), so the
+first token arrives after one prefill, not after the whole answer. Static batches stream the
+finished text piece by piece. ``finish_reason`` is ``"stop"`` (end of text or a stop string) or
+``"length"`` (``max_tokens`` reached), as the model reports it.
 
 **Errors** are OpenAI-shaped: ``{"error": {"message", "type", "param", "code"}}`` with 400 for
 malformed JSON, missing or mistyped fields, too-long prompts and impossible ``max_tokens``, 404 for
@@ -34,10 +38,10 @@ import asyncio
 import copy
 from contextlib import asynccontextmanager
 import json
+import queue
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Optional, Union
@@ -133,9 +137,9 @@ def parse_body(raw: bytes, schema: type[BaseModel]) -> BaseModel:
 
 # --- the batching engine -------------------------------------------------------------------------
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """One prompt waiting to be generated, with the future its HTTP handler awaits."""
+    """One prompt waiting to be generated; its events (text pieces, then the finish) go to ``events``."""
 
     prompt: str
     max_tokens: int
@@ -143,32 +147,76 @@ class Job:
     top_p: float
     stop: tuple[str, ...]
     seed: Optional[int]
-    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue
+    ids: Optional[list[int]] = None     # the prompt's token ids when the handler already tokenized it
+    cancelled: bool = False
+    on_done: Optional[Callable[[], None]] = None  # called on the event loop once the job is over
+    released: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
 
     def key(self) -> tuple:
-        """Jobs with equal keys can share one ``llm.complete`` call."""
+        """Jobs with equal keys can share one static ``llm.complete`` call."""
         return (self.max_tokens, self.temperature, self.top_p, self.stop, self.seed)
+
+    def emit(self, item) -> None:
+        """Hand an event to the request's handler (called from the generation thread)."""
+        final = isinstance(item, BaseException) or item[1] is not None
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (shutdown)
+            pass
+        if final:
+            self.release()
+
+    def release(self) -> None:
+        """The job is over (finished, failed or dropped): free its place in the queue (generation thread)."""
+        if not self.released:
+            self.released = True
+            try:
+                self.loop.call_soon_threadsafe(self.on_done)
+            except RuntimeError:
+                pass
 
 
 class Overloaded(Exception):
     """The request queue is full."""
 
 
-class Engine:
-    """Owns the model: a bounded queue, one worker that batches jobs, and an atomic model swap."""
+def _continuous(llm) -> bool:
+    """True when ``llm`` can be decoded step by step (a CausalLM over a transformers model)."""
+    from ..models.llm import CausalLM, is_transformers_model
 
-    def __init__(self, max_batch_size: int = 16, batch_wait_ms: float = 10.0, max_queue: int = 64):
+    return isinstance(llm, CausalLM) and is_transformers_model(llm.model)
+
+
+class Engine:
+    """Owns the model: a bounded queue, one generation thread, and an atomic model swap.
+
+    Transformers causal LMs are served with **iteration-level batching** (``models.llm.ContinuousBatcher``):
+    every decode step admits whatever requests are waiting (up to ``max_batch_size`` running), a
+    finished request leaves at once, and text is sent to its client as it is generated. Other models
+    (scripted test models, encoder-decoders, TinyGPT outside transformers) are served in **static
+    batches**: the jobs waiting together go through one ``llm.complete`` call.
+
+    ``batch_wait_ms``: when the engine is idle and a request arrives, how long to wait for company
+    before starting. With iteration-level batching a later request joins at the next step anyway, so
+    the default is 0 (``benchmarks/serve.py --sweep`` measures the trade-off).
+    """
+
+    def __init__(self, max_batch_size: int = 16, batch_wait_ms: float = 0.0, max_queue: int = 64):
         self.max_batch_size, self.batch_wait, self.max_queue = max_batch_size, batch_wait_ms / 1000, max_queue
         self.llm = None
         self.version: Optional[str] = None
         self.counter = None  # (tokenizer copy, lock) for counting tokens outside the generation thread
         self.context_length: Optional[int] = None
         self._swap_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
-        self._queue: Optional[asyncio.Queue] = None
+        self._inbox: "queue.SimpleQueue[Job]" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = threading.Event()
         self._pending = 0
-        self.batches: list[int] = []  # sizes of the batches run (for tests and the benchmark)
+        self.batches: list[int] = []  # rows per forward pass (continuous) or per llm.complete call (static)
+        self.requests = 0             # jobs admitted to generation
 
     @property
     def ready(self) -> bool:
@@ -176,24 +224,29 @@ class Engine:
         return self.llm is not None
 
     def set_llm(self, llm, version: Optional[str] = None) -> None:
-        """Serve ``llm`` from the next batch on (the batch in flight finishes with the old one)."""
+        """Serve ``llm`` to requests admitted from now on (running ones finish on the old one)."""
         tokenizer = getattr(llm, "tokenizer", None)
         counter = (copy.deepcopy(tokenizer), threading.Lock()) if tokenizer is not None else None
         context = llm._max_length() if hasattr(llm, "_max_length") else None
         with self._swap_lock:
             self.llm, self.version, self.counter, self.context_length = llm, version, counter, context
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` for the current model (whitespace words for models without a tokenizer)."""
+    def encode(self, text: str) -> Optional[list[int]]:
+        """Token ids of ``text`` for the current model (None for models without a tokenizer)."""
         counter = self.counter
         if counter is None:
-            return len(text.split())
+            return None
         tokenizer, lock = counter
         with lock:  # a fast tokenizer must not be used from two threads at once
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for the current model (whitespace words for models without a tokenizer)."""
+        ids = self.encode(text)
+        return len(text.split()) if ids is None else len(ids)
 
     def token_pieces(self, text: str) -> list[str]:
-        """``text`` cut at token boundaries (for streaming); their concatenation is ``text``."""
+        """``text`` cut at token boundaries (for streaming a finished text); their concatenation is ``text``."""
         counter = self.counter
         if counter is None:
             words = text.split(" ")
@@ -212,68 +265,156 @@ class Engine:
         return pieces
 
     def start(self) -> None:
-        """Create the queue and the worker task (inside the running event loop)."""
-        self._queue = asyncio.Queue()
-        asyncio.get_running_loop().create_task(self._worker())
+        """Start the generation thread (call inside the running event loop)."""
+        self._thread = threading.Thread(target=self._run, daemon=True, name="generate")
+        self._thread.start()
 
-    async def submit(self, prompt: str, **settings: Any) -> str:
-        """Queue one prompt and wait for its completion; ``Overloaded`` when the queue is full."""
+    def enqueue(self, prompt: str, ids: Optional[list[int]] = None, **settings: Any) -> Job:
+        """Queue one prompt; ``Overloaded`` at once when ``max_queue`` requests are pending."""
         if self._pending >= self.max_queue:
             raise Overloaded()
-        future = asyncio.get_running_loop().create_future()
         self._pending += 1
+        job = Job(prompt, loop=asyncio.get_running_loop(), events=asyncio.Queue(), ids=ids, on_done=self._done,
+                  **settings)
+        self._inbox.put(job)
+        return job
+
+    async def events(self, job: Job):
+        """Yield ``(piece, finish_reason_or_None, n_tokens)`` for ``job`` until it finishes."""
+        finished = False
         try:
-            await self._queue.put(Job(prompt, future=future, **settings))
-            return await future
+            while True:
+                item = await job.events.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+                if item[1] is not None:
+                    finished = True
+                    return
         finally:
-            self._pending -= 1
+            if not finished:
+                job.cancelled = True  # the client went away: the generation thread drops it
 
-    async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            deadline = loop.time() + self.batch_wait
-            while len(batch) < self.max_batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except asyncio.TimeoutError:
-                    break
-            groups: dict[tuple, list[Job]] = {}
-            for job in batch:
-                if not job.future.cancelled():
-                    groups.setdefault(job.key(), []).append(job)
-            for jobs in groups.values():
-                try:
-                    texts = await loop.run_in_executor(self._executor, self._generate, jobs)
-                except Exception as e:  # noqa: BLE001  (a failing batch must not kill the worker)
-                    for job in jobs:
-                        if not job.future.done():
-                            job.future.set_exception(e)
-                    continue
-                for job, text in zip(jobs, texts):
-                    if not job.future.done():
-                        job.future.set_result(text)
+    def _done(self) -> None:
+        self._pending -= 1
 
-    def _generate(self, jobs: list[Job]) -> list[str]:
-        first = jobs[0]
-        with self._swap_lock:
-            llm = self.llm
-            self.batches.append(len(jobs))
-        return llm.complete([j.prompt for j in jobs], max_new_tokens=first.max_tokens, temperature=first.temperature,
-                            top_p=first.top_p, stop=first.stop, seed=first.seed, batch_size=len(jobs),
-                            progress=False)
+    async def generate(self, prompt: str, ids: Optional[list[int]] = None, **settings: Any) -> tuple[str, str, int]:
+        """(text, finish reason, completion tokens) of one prompt."""
+        job = self.enqueue(prompt, ids, **settings)
+        pieces, reason, n = [], "stop", 0
+        async for piece, reason_, n in self.events(job):
+            pieces.append(piece)
+            reason = reason_ or reason
+        return "".join(pieces), reason, n
+
+    async def submit(self, prompt: str, **settings: Any) -> str:
+        """Queue one prompt and wait for its completion text; ``Overloaded`` when the queue is full."""
+        return (await self.generate(prompt, **settings))[0]
+
+    # -- the generation thread --------------------------------------------------------------------
+
+    def _take(self, first: Optional[Job], room: int) -> list[Job]:
+        """``first`` (if any) plus whatever waits in the inbox, up to ``room`` jobs; waits only when idle."""
+        jobs = [first] if first is not None else []
+        deadline = time.monotonic() + (self.batch_wait if first is not None else 0.0)
+        while len(jobs) < room:
+            try:
+                jobs.append(self._inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                jobs.append(self._inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        for job in jobs:
+            if job.cancelled:
+                job.release()
+        return [j for j in jobs if not j.cancelled]
+
+    def _run(self) -> None:
+        from ..models.llm import ContinuousBatcher
+
+        batcher, running, held = None, {}, []
+        while not self._stopping.is_set():
+            busy = batcher is not None and len(batcher) > 0
+            if not busy and not held:
+                try:
+                    first = self._inbox.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                jobs = self._take(first, self.max_batch_size)
+            else:
+                jobs = held + self._take(None, self.max_batch_size - len(running) - len(held))
+                held = []
+            with self._swap_lock:
+                llm = self.llm
+            if not _continuous(llm):
+                self._static(llm, jobs)
+                continue
+            if batcher is None or batcher.llm is not llm:
+                if busy:  # a new model: let the old one finish its sequences first
+                    held = jobs
+                    jobs = []
+                else:
+                    batcher = ContinuousBatcher(llm)
+            for job in jobs:
+                try:
+                    batcher.add(job, job.ids if job.ids else job.prompt, max_new_tokens=job.max_tokens,
+                                temperature=job.temperature, top_p=job.top_p, stop=job.stop, seed=job.seed)
+                    running[id(job)] = job
+                    self.requests += 1
+                except Exception as e:  # noqa: BLE001  (a bad job fails alone)
+                    job.emit(e)
+            for job in [j for j in running.values() if j.cancelled]:
+                batcher.cancel(job)
+                del running[id(job)]
+                job.release()
+            if not len(batcher):
+                continue
+            done = len(batcher.forward_sizes)
+            try:
+                news = batcher.step()
+            except Exception as e:  # noqa: BLE001  (a failing step fails its jobs, not the server)
+                for job in running.values():
+                    job.emit(e)
+                batcher, running = None, {}
+                continue
+            self.batches.extend(batcher.forward_sizes[done:])
+            for job, piece, reason, n in news:
+                job.emit((piece, reason, n))
+                if reason is not None:
+                    running.pop(id(job), None)
+
+    def _static(self, llm, jobs: list[Job]) -> None:
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.key(), []).append(job)
+        for group in groups.values():
+            first = group[0]
+            self.batches.append(len(group))
+            self.requests += len(group)
+            try:
+                results = llm.complete([j.prompt for j in group], max_new_tokens=first.max_tokens,
+                                       temperature=first.temperature, top_p=first.top_p, stop=first.stop,
+                                       seed=first.seed, batch_size=len(group), progress=False, return_finish=True)
+            except Exception as e:  # noqa: BLE001  (a failing batch must not kill the worker)
+                for job in group:
+                    job.emit(e)
+                continue
+            for job, (text, reason) in zip(group, results):
+                pieces = self.token_pieces(text) or [""]
+                for piece in pieces[:-1]:
+                    job.emit((piece, None, 0))
+                job.emit((pieces[-1], reason, self.count_tokens(text)))
 
     def shutdown(self) -> None:
         """Stop the generation thread."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stopping.set()
 
 
 # --- the application -----------------------------------------------------------------------------
@@ -285,7 +426,7 @@ class ServerConfig:
     model_name: str
     load: Callable[[], Any]                 # returns the LLM to serve (called once, in a thread)
     max_batch_size: int = 16
-    batch_wait_ms: float = 10.0
+    batch_wait_ms: float = 0.0
     max_queue: int = 64
     log_dir: Optional[Path] = None          # requests.jsonl and feedback.jsonl (redacted); None: no logs
     registry: Optional[Any] = None          # a feedback.AdapterRegistry for hot-swap and rollback
@@ -389,32 +530,72 @@ def create_app(config: ServerConfig):
                            param="max_tokens", code="invalid_value")
         return max_tokens
 
-    def check_length(prompt: str, max_tokens: int, param: str) -> int:
-        n = engine.count_tokens(prompt)
+    def check_length(prompt: str, max_tokens: int, param: str) -> tuple[int, Optional[list[int]]]:
+        """(prompt tokens, prompt ids) — tokenized once, here, and handed to the generation thread."""
+        ids = engine.encode(prompt)
+        n = len(prompt.split()) if ids is None else len(ids)
         limit = engine.context_length
         if limit is not None and n + max_tokens > limit:
             raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
                                 f"{n + max_tokens} tokens ({n} in the prompt, {max_tokens} for the completion). "
                                 "Please reduce the length of the prompt or max_tokens.",
                            param=param, code="context_length_exceeded")
-        return n
+        return n, ids
 
-    async def generate(prompts: list[str], req: _Request, max_tokens: int) -> list[str]:
+    def enqueue(prompts: list[tuple[str, Optional[list[int]]]], req: _Request, max_tokens: int) -> list[Job]:
         stop = tuple([req.stop] if isinstance(req.stop, str) else (req.stop or []))
         settings = dict(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed)
+        if engine._pending + len(prompts) > engine.max_queue:
+            raise APIError(429, "The server is overloaded (request queue full); retry shortly.",
+                           type="rate_limit_error", code="queue_full")
         try:
-            return list(await asyncio.gather(*(engine.submit(p, **settings) for p in prompts)))
+            return [engine.enqueue(p, ids, **settings) for p, ids in prompts]
         except Overloaded:
             raise APIError(429, "The server is overloaded (request queue full); retry shortly.",
                            type="rate_limit_error", code="queue_full")
 
-    def finish(text: str, max_tokens: int) -> tuple[str, int]:
-        n = engine.count_tokens(text)
-        return ("length" if n >= max_tokens else "stop"), n
+    async def collect(job: Job) -> tuple[str, str, int]:
+        pieces, reason, n = [], "stop", 0
+        async for piece, reason_, n in engine.events(job):
+            pieces.append(piece)
+            reason = reason_ or reason
+        return "".join(pieces), reason, n
+
+    async def merged(jobs: list[Job]):
+        """(index, piece, finish reason, n tokens) of several jobs, in the order the pieces are generated."""
+        if len(jobs) == 1:
+            async for piece, reason, n in engine.events(jobs[0]):
+                yield 0, piece, reason, n
+            return
+        out: asyncio.Queue = asyncio.Queue()
+
+        async def pump(i, job):
+            try:
+                async for piece, reason, n in engine.events(job):
+                    await out.put((i, piece, reason, n))
+            except BaseException as e:  # noqa: BLE001  (handed to the consumer)
+                await out.put(e)
+
+        tasks = [asyncio.create_task(pump(i, job)) for i, job in enumerate(jobs)]
+        try:
+            left = len(jobs)
+            while left:
+                item = await out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if item[2] is not None:
+                    left -= 1
+                yield item
+        finally:
+            for t in tasks:
+                t.cancel()
 
     def log(request_id: str, kind: str, request: dict, outputs: list[str]) -> None:
         if store is not None:
             store.log_request(request_id, kind, config.model_name, engine.version, request, outputs)
+
+    def usage_of(n_prompt: int, n_out: int) -> dict:
+        return {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -424,29 +605,33 @@ def create_app(config: ServerConfig):
         if not prompts or len(prompts) > config.max_queue:
             raise APIError(400, f"prompt must be a string or a list of 1 to {config.max_queue} strings.",
                            param="prompt", code="invalid_value")
-        n_prompt = sum(check_length(p, max_tokens, "prompt") for p in prompts)
-        texts = await generate(prompts, req, max_tokens)
+        checked = [check_length(p, max_tokens, "prompt") for p in prompts]
+        n_prompt = sum(n for n, _ in checked)
+        jobs = enqueue([(p, ids) for p, (_, ids) in zip(prompts, checked)], req, max_tokens)
         rid, created = _new_id("cmpl"), int(time.time())
-        await asyncio.to_thread(log, rid, "completion", {"prompt": req.prompt}, texts)
-        finished = [finish(t, max_tokens) for t in texts]
-        usage = {"prompt_tokens": n_prompt, "completion_tokens": sum(n for _, n in finished),
-                 "total_tokens": n_prompt + sum(n for _, n in finished)}
-        head = {"id": rid, "created": created, "model": config.model_name}
-        if req.stream:
-            def events() -> Iterator[str]:
-                for i, (text, (reason, _)) in enumerate(zip(texts, finished)):
-                    for piece in engine.token_pieces(text):
-                        yield _sse({**head, "object": "text_completion", "choices": [
-                            {"text": piece, "index": i, "logprobs": None, "finish_reason": None}]})
-                    yield _sse({**head, "object": "text_completion", "choices": [
-                        {"text": "", "index": i, "logprobs": None, "finish_reason": reason}]})
+        head = {"id": rid, "created": created, "model": config.model_name, "object": "text_completion"}
+        if req.stream:  # pieces go out as the model produces them
+            async def events():
+                texts, total = [""] * len(jobs), 0
+                async for i, piece, reason, n in merged(jobs):
+                    texts[i] += piece
+                    if piece:
+                        yield _sse({**head, "choices": [{"text": piece, "index": i, "logprobs": None,
+                                                         "finish_reason": None}]})
+                    if reason is not None:
+                        total += n
+                        yield _sse({**head, "choices": [{"text": "", "index": i, "logprobs": None,
+                                                         "finish_reason": reason}]})
                 if (req.stream_options or {}).get("include_usage"):
-                    yield _sse({**head, "object": "text_completion", "choices": [], "usage": usage})
+                    yield _sse({**head, "choices": [], "usage": usage_of(n_prompt, total)})
                 yield "data: [DONE]\n\n"
+                await asyncio.to_thread(log, rid, "completion", {"prompt": req.prompt}, texts)
             return StreamingResponse(events(), media_type="text/event-stream", headers={"x-request-id": rid})
-        return JSONResponse({**head, "object": "text_completion", "choices": [
-            {"text": t, "index": i, "logprobs": None, "finish_reason": r} for i, (t, (r, _)) in
-            enumerate(zip(texts, finished))], "usage": usage}, headers={"x-request-id": rid})
+        results = await asyncio.gather(*(collect(j) for j in jobs))
+        await asyncio.to_thread(log, rid, "completion", {"prompt": req.prompt}, [t for t, _, _ in results])
+        return JSONResponse({**head, "choices": [
+            {"text": t, "index": i, "logprobs": None, "finish_reason": r} for i, (t, r, _) in enumerate(results)],
+            "usage": usage_of(n_prompt, sum(n for _, _, n in results))}, headers={"x-request-id": rid})
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -454,28 +639,32 @@ def create_app(config: ServerConfig):
         max_tokens = check_common(req)
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
         prompt = engine.llm.chat_prompt(messages)
-        n_prompt = check_length(prompt, max_tokens, "messages")
-        [text] = await generate([prompt], req, max_tokens)
+        n_prompt, ids = check_length(prompt, max_tokens, "messages")
+        [job] = enqueue([(prompt, ids)], req, max_tokens)
         rid, created = _new_id("chatcmpl"), int(time.time())
-        await asyncio.to_thread(log, rid, "chat", {"messages": messages}, [text])
-        reason, n_out = finish(text, max_tokens)
-        usage = {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
         head = {"id": rid, "created": created, "model": config.model_name}
-        if req.stream:
-            def events() -> Iterator[str]:
-                chunk = {**head, "object": "chat.completion.chunk"}
+        if req.stream:  # pieces go out as the model produces them
+            async def events():
+                chunk, text = {**head, "object": "chat.completion.chunk"}, ""
                 yield _sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                   "finish_reason": None}]})
-                for piece in engine.token_pieces(text):
-                    yield _sse({**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-                yield _sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-                if (req.stream_options or {}).get("include_usage"):
-                    yield _sse({**chunk, "choices": [], "usage": usage})
+                async for piece, reason, n in engine.events(job):
+                    text += piece
+                    if piece:
+                        yield _sse({**chunk, "choices": [{"index": 0, "delta": {"content": piece},
+                                                          "finish_reason": None}]})
+                    if reason is not None:
+                        yield _sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+                        if (req.stream_options or {}).get("include_usage"):
+                            yield _sse({**chunk, "choices": [], "usage": usage_of(n_prompt, n)})
                 yield "data: [DONE]\n\n"
+                await asyncio.to_thread(log, rid, "chat", {"messages": messages}, [text])
             return StreamingResponse(events(), media_type="text/event-stream", headers={"x-request-id": rid})
+        text, reason, n_out = await collect(job)
+        await asyncio.to_thread(log, rid, "chat", {"messages": messages}, [text])
         return JSONResponse({**head, "object": "chat.completion", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}],
-            "usage": usage}, headers={"x-request-id": rid})
+            "usage": usage_of(n_prompt, n_out)}, headers={"x-request-id": rid})
 
     @app.post("/v1/feedback")
     async def post_feedback(request: Request):

@@ -11,6 +11,13 @@ end-of-text token and cut at the first ``stop`` string. ``llm.nll(texts)`` score
   source (opus-mt-en-zh needs the target-language token ``>>cmn_Hans<<``).
 * ``ScriptedLLM``: deterministic answers from a function, a dict or a list — for tests only.
 
+``complete(..., return_finish=True)`` also says why each text ended: ``"stop"`` (end-of-text token or a
+stop string) or ``"length"`` (``max_new_tokens`` reached) — OpenAI's ``finish_reason``.
+
+``ContinuousBatcher`` (transformers causal LMs) decodes one token per step for a changing set of
+sequences: new prompts join between steps, finished ones leave, and each step returns the new
+text of every sequence — iteration-level batching, what an inference server needs (chapter 10).
+
 Sampling with ``seed`` seeds torch before each batch (batch ``b`` uses ``seed + b``): the same call
 gives the same text; a different ``batch_size`` gives different (equally valid) samples.
 """
@@ -53,8 +60,14 @@ class LLM:
 
     def complete(self, prompts: Sequence[str], *, max_new_tokens: int = 64, temperature: float = 0.0,
                  top_p: float = 1.0, stop: Sequence[str] = (), seed: Optional[int] = None,
-                 batch_size: int = 16, num_beams: int = 1, progress: bool = True) -> list[str]:
-        """Continue each prompt (greedy at ``temperature=0``); one string per prompt, stop strings cut."""
+                 batch_size: int = 16, num_beams: int = 1, progress: bool = True,
+                 return_finish: bool = False) -> Union[list[str], list[tuple[str, str]]]:
+        """Continue each prompt (greedy at ``temperature=0``); one string per prompt, stop strings cut.
+
+        With ``return_finish=True`` each item is ``(text, finish_reason)``: ``"stop"`` when the model
+        ended the text (end-of-text token) or a stop string cut it, ``"length"`` when it ran out of
+        ``max_new_tokens``.
+        """
         if isinstance(prompts, str):
             raise TypeError("complete() takes a list of prompts; wrap a single prompt in a list")
         if max_new_tokens < 0 or temperature < 0 or not 0 < top_p <= 1 or batch_size < 1 or num_beams < 1:
@@ -71,15 +84,16 @@ class LLM:
         starts = range(0, len(prompts), batch_size)
         bar = tqdm(starts, desc=f"{self.name}: generating", unit="batch",
                    disable=not progress or len(starts) < 2)
-        out: list[str] = [""] * len(prompts)
+        out: list = [""] * len(prompts)
         for b, i in enumerate(bar):
             batch_seed = None if seed is None else seed + b
             chunk = order[i:i + batch_size]
-            texts = self._generate([prompts[k] for k in chunk], max_new_tokens=max_new_tokens,
-                                   temperature=temperature, top_p=top_p, stop=stop, seed=batch_seed,
-                                   num_beams=num_beams)
-            for k, text in zip(chunk, texts):
-                out[k] = cut_at_stop(text, stop)
+            results = self._generate_finish([prompts[k] for k in chunk], max_new_tokens=max_new_tokens,
+                                            temperature=temperature, top_p=top_p, stop=stop, seed=batch_seed,
+                                            num_beams=num_beams)
+            for k, (text, reason) in zip(chunk, results):
+                cut = cut_at_stop(text, stop)
+                out[k] = (cut, "stop" if cut != text else reason) if return_finish else cut
         return out
 
     def chat(self, conversations: Sequence[Conversation], **kwargs) -> list[str]:
@@ -97,6 +111,10 @@ class LLM:
     def _generate(self, prompts: list[str], *, max_new_tokens: int, temperature: float, top_p: float,
                   stop: tuple[str, ...], seed: Optional[int], num_beams: int) -> list[str]:
         raise NotImplementedError
+
+    def _generate_finish(self, prompts: list[str], **kwargs) -> list[tuple[str, str]]:
+        """``_generate`` plus a finish reason per text (before stop strings are cut); default ``"stop"``."""
+        return [(text, "stop") for text in self._generate(prompts, **kwargs)]
 
     @staticmethod
     def wrap(model: torch.nn.Module, tokenizer, name: Optional[str] = None, prefix: str = "") -> "LLM":
@@ -149,12 +167,17 @@ class _HFBacked(LLM):
             torch.manual_seed(seed)
         return {"do_sample": True, "temperature": temperature, "top_p": top_p}
 
-    def _decode(self, rows: list[list[int]]) -> list[str]:
-        eos, texts = set(self._eos_ids()), []
+    def _decode(self, rows: list[list[int]], max_new_tokens: int) -> list[tuple[str, str]]:
+        """(text up to the first end-of-text token, finish reason) of each row of generated ids."""
+        eos, out = set(self._eos_ids()), []
         for row in rows:
-            cut = next((k for k, t in enumerate(row) if t in eos), len(row))
-            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True))
-        return texts
+            cut = next((k for k, t in enumerate(row) if t in eos), None)
+            reason = "stop" if cut is not None or len(row) < max_new_tokens else "length"
+            out.append((self.tokenizer.decode(row[:cut], skip_special_tokens=True), reason))
+        return out
+
+    def _generate(self, prompts, **kwargs):
+        return [text for text, _ in self._generate_finish(prompts, **kwargs)]
 
 
 class CausalLM(_HFBacked):
@@ -164,7 +187,7 @@ class CausalLM(_HFBacked):
         """The tokenizer's chat template with the assistant turn opened."""
         return self.tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
 
-    def _generate(self, prompts, *, max_new_tokens, temperature, top_p, stop, seed, num_beams):
+    def _generate_finish(self, prompts, *, max_new_tokens, temperature, top_p, stop, seed, num_beams):
         hf = is_transformers_model(self.model)
         if num_beams > 1 and not hf:
             raise ValueError("beam search needs a transformers model; TinyGPT decodes greedily or by sampling")
@@ -178,7 +201,7 @@ class CausalLM(_HFBacked):
                 if stop:  # stop early instead of generating max_new_tokens and cutting afterwards
                     kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
             out = self.model.generate(enc["input_ids"], **kwargs)
-        return self._decode(out[:, enc["input_ids"].shape[1]:].tolist())
+        return self._decode(out[:, enc["input_ids"].shape[1]:].tolist(), max_new_tokens)
 
     def _max_length(self) -> int:
         config = self.model.config
@@ -214,14 +237,14 @@ class Seq2SeqLM(_HFBacked):
         super().__init__(model, tokenizer, name)
         self.prefix = prefix
 
-    def _generate(self, prompts, *, max_new_tokens, temperature, top_p, stop, seed, num_beams):
+    def _generate_finish(self, prompts, *, max_new_tokens, temperature, top_p, stop, seed, num_beams):
         with self._inference("right"):
             enc = self.tokenizer([self.prefix + p for p in prompts], return_tensors="pt", padding=True,
                                  truncation=True).to(self.device)
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                       **self._sampling(temperature, top_p, seed))
         rows = out[:, 1:].tolist()  # drop the decoder start token
-        return self._decode(rows)
+        return self._decode(rows, max_new_tokens)
 
 
 class ScriptedLLM(LLM):
@@ -262,3 +285,212 @@ def load_llm(name: str, *, device: Optional[torch.device | str] = None, dtype: O
 
     model = load_model(name, device=device, dtype=dtype)
     return LLM.wrap(model, load_tokenizer(name), name=name, prefix=TARGET_LANGUAGE_PREFIX.get(name, ""))
+
+
+# --- iteration-level (continuous) batching ---------------------------------------------------------
+
+class _Sequence:
+    """One prompt being decoded by ``ContinuousBatcher``."""
+
+    __slots__ = ("key", "ids", "max_new_tokens", "temperature", "top_p", "stop", "generator", "sent", "hold")
+
+    def __init__(self, key, max_new_tokens, temperature, top_p, stop, seed):
+        self.key, self.ids, self.max_new_tokens, self.sent = key, [], max_new_tokens, ""
+        self.temperature, self.top_p, self.stop = temperature, top_p, tuple(s for s in stop if s)
+        self.generator = None
+        if temperature > 0:
+            self.generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
+        # how much text to hold back while it could still grow into a stop string
+        self.hold = max((len(s) for s in self.stop), default=1) - 1
+
+
+def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer of a transformers ``DynamicCache`` (5.x ``layers`` or 4.x lists) or a tuple cache."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache"):
+        return list(zip(cache.key_cache, cache.value_cache))
+    return [(k, v) for k, v in cache]
+
+
+def _pad_left(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    if t.shape[dim] == width:
+        return t
+    shape = list(t.shape)
+    shape[dim] = width - t.shape[dim]
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class ContinuousBatcher:
+    """Iteration-level batching over a transformers causal LM: sequences join and leave between steps.
+
+    ``add`` queues a prompt; every ``step`` first decodes one token for each running sequence (one
+    forward over their key/value cache), then prefills the prompts added since the last step (one
+    left-padded forward) and merges their caches into the running batch. It returns, per sequence
+    that produced text or finished, ``(key, new_text, finish_reason_or_None, n_generated_tokens)``.
+    A sequence that finishes leaves the batch at once, so a long answer never holds short ones
+    back, and new prompts do not wait for the batch in flight — the two costs of static batching.
+
+    Greedy text equals ``LLM.complete``'s up to floating-point ties (the benchmark counts identical
+    answers); sampling draws from a generator per sequence, so a seeded answer does not depend on
+    which other requests share its steps. Text is released only when it cannot turn into a stop
+    string or an incomplete UTF-8 character; the pieces of a sequence join to its final text.
+    """
+
+    def __init__(self, llm: "CausalLM"):
+        if not isinstance(llm, CausalLM) or not is_transformers_model(llm.model):
+            raise TypeError("ContinuousBatcher needs a CausalLM over a transformers model")
+        self.llm, self.model, self.tokenizer = llm, llm.model, llm.tokenizer
+        self.model.eval()
+        self.eos = set(llm._eos_ids())
+        self.limit = llm._max_length()
+        self.rows: list[_Sequence] = []   # running sequences, in cache order
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.mask: Optional[torch.Tensor] = None  # (rows, cached positions), 1 = real token
+        self.last: Optional[torch.Tensor] = None  # (rows, 1): each row's newest token, not yet in the cache
+        self.waiting: list[tuple[_Sequence, list[int]]] = []
+        self.forward_sizes: list[int] = []  # rows per forward pass (statistics)
+        from ..data.prompts import cache_keyword
+
+        self.keyword = cache_keyword(self.model)  # "cache" from transformers 5.24, "past_key_values" before
+
+    def __len__(self) -> int:
+        """Sequences running or waiting to join."""
+        return len(self.rows) + len(self.waiting)
+
+    def encode(self, prompt: str) -> list[int]:
+        """Token ids of ``prompt`` as ``add`` would use them."""
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def add(self, key, prompt: Union[str, Sequence[int]], *, max_new_tokens: int = 64, temperature: float = 0.0,
+            top_p: float = 1.0, stop: Sequence[str] = (), seed: Optional[int] = None) -> None:
+        """Queue a prompt (text or token ids) to join at the next ``step``."""
+        ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if max_new_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"bad generation settings: max_new_tokens={max_new_tokens}, "
+                             f"temperature={temperature}, top_p={top_p}")
+        if not ids or len(ids) + max_new_tokens > self.limit:
+            raise ValueError(f"prompt of {len(ids)} tokens + {max_new_tokens} new tokens does not fit the "
+                             f"context of {self.limit}")
+        self.waiting.append((_Sequence(key, max_new_tokens, temperature, top_p, stop, seed), ids))
+
+    def cancel(self, key) -> None:
+        """Drop a sequence (its client went away)."""
+        self.waiting = [(s, ids) for s, ids in self.waiting if s.key != key]
+        keep = [i for i, s in enumerate(self.rows) if s.key != key]
+        if len(keep) < len(self.rows):
+            self._select(keep)
+
+    # -- the step ---------------------------------------------------------------------------------
+
+    def _forward(self, input_ids, mask, positions, kv):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **{self.keyword: cache})
+        self.forward_sizes.append(input_ids.shape[0])
+        returned = getattr(out, "past_key_values", None) or getattr(out, "cache", None) or cache
+        return out.logits[:, -1, :].float(), _cache_tensors(returned)
+
+    def _choose(self, logits: torch.Tensor, seqs: list[_Sequence]) -> list[int]:
+        tokens = logits.argmax(dim=-1).tolist()
+        for i, s in enumerate(seqs):
+            if s.temperature > 0:
+                probs = torch.softmax(logits[i] / s.temperature, dim=-1)
+                if s.top_p < 1:
+                    sorted_p, idx = probs.sort(descending=True)
+                    drop = sorted_p.cumsum(0) - sorted_p > s.top_p
+                    probs = probs.clone()
+                    probs[idx[drop]] = 0
+                tokens[i] = int(torch.multinomial(probs / probs.sum(), 1, generator=s.generator))
+        return tokens
+
+    def _select(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        self.rows = [self.rows[i] for i in keep]
+        self.mask, self.last = self.mask[index], self.last[index]
+        self.kv = [(k[index], v[index]) for k, v in self.kv]
+        if self.rows:  # drop cache columns that are padding in every remaining row
+            first = int(self.mask.any(dim=0).float().argmax())
+            if first:
+                self.mask = self.mask[:, first:]
+                self.kv = [(k[:, :, first:], v[:, :, first:]) for k, v in self.kv]
+        else:
+            self.kv, self.mask, self.last = [], None, None
+
+    def step(self) -> list[tuple]:
+        """Decode one token for every running sequence and admit the waiting ones; return their news."""
+        device = self.llm.device
+        news, tokens_of = [], {}
+        with torch.no_grad():
+            if self.rows:
+                mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
+                positions = self.mask.sum(dim=1, keepdim=True)
+                logits, self.kv = self._forward(self.last, mask, positions, self.kv)
+                self.mask = mask
+                for s, t in zip(self.rows, self._choose(logits, self.rows)):
+                    tokens_of[id(s)] = t
+            if self.waiting:
+                joining, self.waiting = self.waiting, []
+                width = max(len(ids) for _, ids in joining)
+                pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+                ids = torch.tensor([[pad] * (width - len(i)) + i for _, i in joining], device=device)
+                mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for _, i in joining], device=device)
+                positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+                logits, kv = self._forward(ids, mask, positions, [])
+                seqs = [s for s, _ in joining]
+                for s, t in zip(seqs, self._choose(logits, seqs)):
+                    tokens_of[id(s)] = t
+                self._merge(seqs, kv, mask)
+        keep, last = [], []
+        for i, s in enumerate(self.rows):
+            item = self._advance(s, tokens_of[id(s)])
+            if item is not None:
+                news.append(item)
+            if item is None or item[2] is None:
+                keep.append(i)
+            last.append(tokens_of[id(s)])
+        self.last = torch.tensor(last, device=device).unsqueeze(1)
+        if len(keep) < len(self.rows):
+            self._select(keep)
+        return news
+
+    def _merge(self, seqs, kv, mask) -> None:
+        if not self.rows:
+            self.rows, self.kv, self.mask = list(seqs), kv, mask
+            return
+        width = max(self.mask.shape[1], mask.shape[1])
+        self.kv = [(torch.cat([_pad_left(k0, width, 2), _pad_left(k1, width, 2)]),
+                    torch.cat([_pad_left(v0, width, 2), _pad_left(v1, width, 2)]))
+                   for (k0, v0), (k1, v1) in zip(self.kv, kv)]
+        self.mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(mask, width, 1)])
+        self.rows = self.rows + list(seqs)
+
+    def _advance(self, s: _Sequence, token: int):
+        """Record ``token`` for ``s``; return (key, new text, finish reason or None, n tokens) or None."""
+        if token in self.eos:
+            return s.key, self._final(s, self._text(s)), "stop", len(s.ids)
+        s.ids.append(token)
+        text = self._text(s)
+        cut = cut_at_stop(text, s.stop)
+        if cut != text:
+            return s.key, self._final(s, cut), "stop", len(s.ids)
+        if len(s.ids) >= s.max_new_tokens:
+            return s.key, self._final(s, text), "length", len(s.ids)
+        safe = text[:len(text) - s.hold] if s.hold else text
+        while safe.endswith("\ufffd"):
+            safe = safe[:-1]
+        if len(safe) > len(s.sent) and safe.startswith(s.sent):
+            piece, s.sent = safe[len(s.sent):], safe
+            return s.key, piece, None, len(s.ids)
+        return None
+
+    def _text(self, s: _Sequence) -> str:
+        return self.tokenizer.decode(s.ids, skip_special_tokens=True)
+
+    @staticmethod
+    def _final(s: _Sequence, text: str) -> str:
+        piece = text[len(s.sent):] if text.startswith(s.sent) else ""
+        s.sent = text
+        return piece
