@@ -224,7 +224,7 @@ def describe(sets: dict[str, Sequence[Example]]) -> list[dict]:
     rows = []
     for name, data in sets.items():
         rows.append({"condition": name, "examples": len(data),
-                     "distinct instructions": len({e.record.instruction for e in data}),
+                     "distinct instruction texts": len({e.record.instruction for e in data}),
                      "Chinese instructions": sum(has_cjk(e.record.instruction) for e in data),
                      "self-instruct records": sum(e.family == SELF_INSTRUCT_FAMILY for e in data)})
     return rows
