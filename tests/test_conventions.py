@@ -29,7 +29,9 @@ def test_header_badge_and_setup(path):
     badge_path = f"exercises/{path.name}" if path.parent.name == "solutions" else f"notebooks/{path.name}"
     assert colab_badge(badge_path) in first.source, "wrong or missing Colab badge"
     assert "objectives" in first.source.lower()
-    assert setup.cell_type == "code" and setup.source.strip() == SETUP_CELL.strip()
+    assert setup.cell_type == "code" and setup.source.strip() == SETUP_CELL.strip(), (
+        "cell 2 is not the current setup cell: `python -m instructlib.course polish "
+        f"{path.parent.name}/{path.name}` updates it (and `course run` does it before executing)")
     assert "get_profile()" in nb.cells[2].source, "cell 3 is the configuration cell"
 
 

@@ -19,7 +19,7 @@ FLOORS = [
     {"train", "generate"},
     {"evaluation"},
     {"deploy"},
-    {"grading", "course", "cli"},  # tools for the course itself, above everything they use
+    {"grading", "course", "polish", "cli"},  # tools for the course itself, above everything they use
 ]
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 
