@@ -14,7 +14,8 @@ import sys
 def register(subparsers) -> None:
     """Add ``capstone build`` and ``capstone list``."""
     parser = subparsers.add_parser("capstone", help="build the named fine-tuned models of chapter 09's capstone",
-                                   description=__doc__.split("\n", 1)[1].strip(),
+                                   description="Build the named fine-tuned models of chapter 09's capstone.\n\n"
+                                   + __doc__.split("\n", 1)[1].strip().replace("``", ""),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="capstone_command", required=True, metavar="ACTION")
     build = sub.add_parser("build", help="train (once) and cache the named models")
