@@ -124,3 +124,16 @@ def test_experiment_conditions_differ_only_in_the_wording_of_the_copies(monkeypa
     train = {p for f in fams for p in FAMILIES[f].train_phrasings}
     assert sum(w in train for w in wording(a)) == 2 * 6 and sum(w in train for w in wording(b)) == 2 * 3
     assert a == condition_examples(without, "train", 6, 1, fams)  # deterministic
+
+
+def test_candidates_can_be_filtered_again_with_other_settings():
+    forward, backward = scripted_translators()
+    pool = build_pool(forward, backward, PoolRecipe(n=2, min_chrf=30), families=["add"])
+    rows = [dict(r) for r in pool.candidates]
+    kept, funnel = paraphrase_data.filter_candidates(rows, PoolRecipe(min_chrf=30, order="source"))
+    assert kept == {"add": ["Sum up the two numbers numbers."]}
+    assert all("reason" not in r for r in rows if r["kept"]) and funnel.entered("novelty") == 9  # 2 rewordings + 7 copies
+    kept, _ = paraphrase_data.filter_candidates(rows, PoolRecipe(min_chrf=80))
+    assert kept == {"add": []}  # nothing that new is that faithful
+    assert pool.paraphrases == {"add": ["Sum up the two numbers."]}  # the pool's own rows are untouched
+    assert [r["kept"] for r in pool.candidates].count(True) == 1

@@ -86,8 +86,7 @@ def build_pool(forward, backward, recipe: PoolRecipe = PoolRecipe(), families: O
     sentences for the course translator; ``None`` drops the vocabulary check, e.g. for opus-mt).
     Every candidate row gets ``family``, ``chrf``, ``kept`` and, when rejected, ``filter``/``reason``.
     """
-    from .backtranslate import apply_checks, round_trip
-    from .meaning_filters import chrf, default_checks
+    from .backtranslate import round_trip
 
     if recipe.order not in ORDERS:
         raise ValueError(f"order={recipe.order!r} is not one of {ORDERS}")
@@ -97,17 +96,40 @@ def build_pool(forward, backward, recipe: PoolRecipe = PoolRecipe(), families: O
                       ids=[f"{name}/{k}" for k, (name, _) in enumerate(phrasings)])
     for row in rows:
         row["family"] = row["source_id"].split("/")[0]
-        row["chrf"] = round(chrf(row["source"], row["paraphrase"]), 3)
-    pool = {name: list(FAMILIES[name].train_phrasings) for name in {f for f, _ in phrasings}}
-    checks = default_checks(pool=pool, min_chrf=recipe.min_chrf, max_rouge=recipe.max_rouge, vocabulary=vocabulary)
-    ordered = sorted(rows, key=lambda r: -r["chrf"]) if recipe.order == "fidelity" else rows  # stable sort
+    kept, funnel = filter_candidates(rows, recipe, vocabulary)
+    return ParaphrasePool(kept, funnel, rows, recipe)
+
+
+def filter_candidates(rows: Sequence[dict], recipe: PoolRecipe = PoolRecipe(), vocabulary: Optional[Sequence[str]] = None,
+                      with_checker: bool = False) -> tuple[dict[str, list[str]], Funnel]:
+    """Chapter 07's filters over round-trip rows that carry a ``family``: (kept paraphrases per family, funnel).
+
+    The rows meet the filters in ``recipe.order`` (the novelty pool starts from each family's training
+    phrasings); each row is marked in place (``chrf``, ``kept``, ``filter``, ``reason``), so pass
+    copies to compare settings. ``with_checker`` adds the checker filter (rows need the scores of
+    ``meaning_filters.add_checker_scores``).
+    """
+    from .backtranslate import apply_checks
+    from .meaning_filters import chrf, default_checks
+
+    if recipe.order not in ORDERS:
+        raise ValueError(f"order={recipe.order!r} is not one of {ORDERS}")
+    for row in rows:
+        row.pop("filter", None), row.pop("reason", None)
+        if "chrf" not in row:
+            row["chrf"] = round(chrf(row["source"], row["paraphrase"]), 3)
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    pool = {name: list(FAMILIES[name].train_phrasings) for name in families if name in FAMILIES}
+    checks = default_checks(pool=pool, min_chrf=recipe.min_chrf, max_rouge=recipe.max_rouge, vocabulary=vocabulary,
+                            with_checker=with_checker)
+    ordered = sorted(rows, key=lambda r: -r["chrf"]) if recipe.order == "fidelity" else list(rows)  # stable sort
     funnel = Funnel()
-    apply_checks(ordered, checks, funnel)  # marks the rows in place; ``rows`` keeps the source order
-    kept: dict[str, list[str]] = {name: [] for name in dict.fromkeys(f for f, _ in phrasings)}
+    apply_checks(ordered, checks, funnel)
+    kept: dict[str, list[str]] = {name: [] for name in families}
     for row in ordered:
         if row["kept"]:
             kept[row["family"]].append(row["paraphrase"])
-    return ParaphrasePool(kept, funnel, rows, recipe)
+    return kept, funnel
 
 
 def _pool_key(recipe: PoolRecipe, translator_dir: Path) -> str:
