@@ -90,3 +90,27 @@ def test_heartbeat_names_long_first_lines_briefly():
     cell = nbformat.v4.new_code_cell("\n\n" + "y = " + "1 + " * 40 + "1\nz = 2")
     tracker.cell_start(cell)
     assert tracker.label.startswith("y = 1 + ") and len(tracker.label) == 60 and tracker.label.endswith("…")
+
+
+def test_run_polishes_what_it_executed(tmp_path):
+    """`course run` writes finished progress bars (not the widget's 0% text), nbval tags instead of
+    comments, the current setup cell, no machine paths, and the standard kernelspec."""
+    from instructlib.polish import KERNELSPEC, WIDGET_VIEW
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("# Setup. An old setup cell\nimport sys"),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nfrom tqdm.auto import tqdm\n"
+                                  "for _ in tqdm(range(40), desc='steps'):\n    pass\nimport os\nprint(os.getcwd())"),
+    ])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    execute_notebook(path, progress=False)
+    done = nbformat.read(path, as_version=4)
+    assert done.cells[1].source == course.SETUP_CELL and done.metadata.kernelspec == KERNELSPEC
+    cell = done.cells[2]
+    assert cell.source.startswith("from tqdm.auto") and cell.metadata.tags == ["nbval-check-output"]
+    texts = [o.get("text") or o.get("data", {}).get("text/plain", "") for o in cell.outputs]
+    assert not any(WIDGET_VIEW in o.get("data", {}) for o in cell.outputs), cell.outputs
+    assert any(re.match(r"steps: 100%\|█+\| 40/40 ", t) for t in texts), texts
+    assert str(tmp_path) not in "".join(texts) and "<tmp>/" in "".join(texts), texts
