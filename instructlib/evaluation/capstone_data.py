@@ -66,7 +66,7 @@ def capstone_sizes(profile: ProfileLike = None) -> CapstoneSizes:
         n_templated=p.pick(ci=2, cpu=100, gpu=200),
         n_paraphrased=p.pick(ci=2, cpu=100, gpu=200),
         si_instructions=p.pick(ci=2, cpu=60, gpu=300),
-        si_rounds=p.pick(ci=1, cpu=6, gpu=40),
+        si_rounds=p.pick(ci=1, cpu=3, gpu=40),
         si_batch=p.pick(ci=2, cpu=8, gpu=16),
         si_tokens=p.pick(ci=8, cpu=64, gpu=256),
         n_eval=p.pick(ci=1, cpu=8, gpu=20),
@@ -114,33 +114,41 @@ def verifiable_seed_tasks(per_task: int = 2) -> list[Task]:
     return tasks
 
 
-def self_instruct_dir(sizes: CapstoneSizes, profile: ProfileLike = None, progress: bool = False) -> Path:
-    """Cache directory of the capstone's self-instruct run (SmolLM2-135M, built once, then read)."""
+def _self_instruct_settings(sizes: CapstoneSizes) -> dict:
+    from instructlib.models import SMOLLM2
+
+    return {"model": SMOLLM2, "instructions": sizes.si_instructions, "rounds": sizes.si_rounds,
+            "batch": sizes.si_batch, "tokens": sizes.si_tokens, "seeds": [t.to_dict() for t in verifiable_seed_tasks()]}
+
+
+def build_self_instruct(out: Path, sizes: CapstoneSizes, progress: bool = False) -> None:
+    """Run (or resume, if ``out`` holds a partial run) the capstone's self-instruct into ``out``."""
+    from instructlib.files import atomic_write_json
     from instructlib.generate.self_instruct import Sampling, self_instruct
     from instructlib.generate.self_instruct_prompts import INSTRUCTION_STOP, instance_stop
     from instructlib.models import SMOLLM2, load_llm
 
-    p = as_profile(profile)
-    seeds = verifiable_seed_tasks()
-    settings = {"model": SMOLLM2, "instructions": sizes.si_instructions, "rounds": sizes.si_rounds,
-                "batch": sizes.si_batch, "tokens": sizes.si_tokens, "seeds": [t.to_dict() for t in seeds]}
-    key = _digest(settings)
+    t = sizes.si_tokens
+    sampling = {"instruction": Sampling(0.7, 0.5, t, INSTRUCTION_STOP),
+                "instances": Sampling(0.0, 1.0, t, instance_stop(3))}
+    result = self_instruct(load_llm(SMOLLM2), out / "self_instruct.jsonl", sizes.si_instructions,
+                           seeds=verifiable_seed_tasks(), progress=progress, language="en", batch_size=sizes.si_batch,
+                           max_rounds=sizes.si_rounds, max_instances=3, seed=0, sampling=sampling)
+    atomic_write_json(out / "summary.json", {
+        "settings": {k: v for k, v in _self_instruct_settings(sizes).items() if k != "seeds"},
+        "candidates": result.candidates, "machine_instructions": result.machine_instructions,
+        "records": result.records, "rounds": result.rounds, "generation_seconds": result.generation_seconds,
+        "funnel": result.funnel.to_dict()})
 
-    def build(out: Path) -> None:
-        t = sizes.si_tokens
-        sampling = {"instruction": Sampling(0.7, 0.5, t, INSTRUCTION_STOP),
-                    "instances": Sampling(0.0, 1.0, t, instance_stop(3))}
-        result = self_instruct(load_llm(SMOLLM2), out / "self_instruct.jsonl", sizes.si_instructions, seeds=seeds,
-                               progress=progress, language="en", batch_size=sizes.si_batch, max_rounds=sizes.si_rounds,
-                               max_instances=3, seed=0, sampling=sampling)
-        from instructlib.files import atomic_write_json
 
-        atomic_write_json(out / "summary.json", {
-            "settings": {k: v for k, v in settings.items() if k != "seeds"}, "candidates": result.candidates,
-            "machine_instructions": result.machine_instructions, "records": result.records, "rounds": result.rounds,
-            "generation_seconds": result.generation_seconds, "funnel": result.funnel.to_dict()})
+def self_instruct_path(sizes: CapstoneSizes, profile: ProfileLike = None) -> Path:
+    """Where the capstone's self-instruct run for these sizes is cached (it may not exist yet)."""
+    return cache_dir() / f"capstone-self-instruct-{as_profile(profile).name}-{_digest(_self_instruct_settings(sizes))}"
 
-    return build_once(cache_dir() / f"capstone-self-instruct-{p.name}-{key}", build)
+
+def self_instruct_dir(sizes: CapstoneSizes, profile: ProfileLike = None, progress: bool = False) -> Path:
+    """Cache directory of the capstone's self-instruct run (SmolLM2-135M, built once, then read)."""
+    return build_once(self_instruct_path(sizes, profile), lambda out: build_self_instruct(out, sizes, progress))
 
 
 def self_instruct_examples(sizes: CapstoneSizes, profile: ProfileLike = None, progress: bool = False) -> list[Example]:
@@ -232,5 +240,6 @@ def describe(sets: dict[str, Sequence[Example]]) -> list[dict]:
 
 __all__ = ["ALL", "BACKTRANSLATION", "CONDITIONS", "CapstoneSizes", "HAND", "SELF_INSTRUCT", "SELF_INSTRUCT_FAMILY",
            "TEMPLATES", "capstone_sizes", "combine", "describe", "eval_sets", "hand_written_examples",
-           "heldout_phrasing_leaks", "paraphrased_training_examples", "self_instruct_dir", "self_instruct_examples",
+           "heldout_phrasing_leaks", "paraphrased_training_examples", "build_self_instruct", "self_instruct_dir",
+           "self_instruct_path", "self_instruct_examples",
            "templated_training_examples", "train_sets", "verifiable_seed_tasks"]
