@@ -7,10 +7,10 @@ evaluates every model with the harness. It returns the per-seed table and a summ
 over seeds and a Student-t 95 % interval. Fine-tuned weights are cached under
 ``cache_dir()/finetuned`` (keyed by data, recipe, steps, seed and base model), so a rerun only evaluates.
 
-The course's capstone is ``run_profile_capstone()``: the data of ``capstone_data`` (five conditions,
-three test sets) at the active profile's sizes, one token budget (``capstone_budget``). Its first
-seed of each condition is the named model ``load_model("tinygpt-sft-all")`` etc.
-(``models.loader.FINETUNED_ALIASES``): ``capstone_model(name)`` builds one (a cache hit after the
+The course's capstone (notebook 09) runs ``run_capstone`` on the data of ``capstone_data`` (five
+conditions, three test sets) at the active profile's sizes with one token budget (``capstone_budget``)
+and ``capstone_recipe()``. The first seed of each condition is a named model,
+``load_model("tinygpt-sft-all")`` etc. (``models.loader.FINETUNED_ALIASES``): ``capstone_model(name)`` builds one (a cache hit after the
 notebook ran), and importing this module registers it as the loader's on-demand builder.
 """
 from __future__ import annotations
@@ -221,18 +221,6 @@ def capstone_budget(profile=None) -> float:
     encoded = encode_dataset(_records(hand_written_examples(sizes)), load_tokenizer("tinygpt"),
                              load_model_block_size(), recipe.template)[0]
     return recipe.steps * recipe.batch_size * mean_tokens(encoded)
-
-
-def run_profile_capstone(conditions: Optional[Sequence[str]] = None, *, seeds: Optional[Sequence[int]] = None,
-                         metrics: Sequence[str] = ("strict", "loose", "rougeL"), progress: bool = True,
-                         profile=None):
-    """The course's capstone at the profile's sizes: ``run_capstone`` on ``capstone_data``'s sets."""
-    from instructlib.evaluation.capstone_data import CONDITIONS, capstone_sizes, eval_sets, train_sets
-
-    sizes = capstone_sizes(profile)
-    sets = train_sets(profile, conditions=conditions or CONDITIONS, progress=progress)
-    return run_capstone(sets, eval_sets(profile), seeds=seeds or sizes.seeds, token_budget=capstone_budget(profile),
-                        recipe=capstone_recipe(profile), metrics=metrics, progress=progress)
 
 
 def _condition(name: str) -> str:
