@@ -271,3 +271,11 @@ def test_committed_notebook_is_polished(path):
     if nb["metadata"].get("kernelspec") != KERNELSPEC:
         problems.append(f"kernelspec is {nb['metadata'].get('kernelspec')}, not {KERNELSPEC}")
     assert not problems, f"{_id(path)} is not polished ({FIX}):\n" + "\n".join(problems)
+
+
+def test_the_font_is_package_data():
+    """A plain `pip install` (Colab) must carry the font: pyproject's package-data names it."""
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "fonts/*.otf" in data.get("instructlib", []) and "fonts/*.txt" in data.get("instructlib", [])
