@@ -44,6 +44,7 @@ NOISE = [re.compile(p) for p in (
     r"^Matplotlib (created a temporary cache directory|is building the font cache)",
     r"^\S*(jupyter_client|ipykernel|zmq|traitlets)\S*:\d+: \w*Warning: ",
     r"^\S*:\d+: TqdmWarning: IProgress not found",
+    r"^\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption",
 )]
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown")
 CELL_ARTEFACTS = ("execution", "ExecuteTime")  # run timestamps (nbclient, extensions): diff noise

@@ -66,6 +66,8 @@ def _executed_notebook(root: Path) -> nbformat.NotebookNode:
                 "  warnings.warn('old')\n"
                 "[transformers] `loss_type=None` was set in the config but it is unrecognized. Using the "
                 "default loss: `ForCausalLMLoss`.\n"
+                "[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication "
+                "(including code and outputs) is sent in plain text.\n"
                 f"{root}/.venv/lib/python3.11/site-packages/foo/plot.py:3: UserWarning: a real warning\n"
                 "  plt.show()\n")),
             nbformat.v4.new_output("stream", name="stderr", text="warn.py:1: FutureWarning: soon\n"),
