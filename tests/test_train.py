@@ -207,6 +207,9 @@ def test_cached_train_trains_once_then_loads(tmp_path, monkeypatch):
     for (n, a), b in zip(first.model.named_parameters(), again.model.parameters()):
         assert torch.equal(a, b), n
     assert evaluate(again.model, data[48:], COLLATE) == pytest.approx(first.info["best_val_loss"], rel=1e-6)
+    memo_calls = []
+    answers = [run.memo("answers", lambda: memo_calls.append(1) or ["a", "b"]) for run in (first, again)]
+    assert answers == [["a", "b"]] * 2 and memo_calls == [1], "a run's results are computed once and kept with it"
     unmasked = [{**ex, "labels": list(ex["input_ids"])} for ex in data[:48]]
     other = experiment.cached_train("t", fresh, unmasked, COLLATE, config, eval_data=data[48:], device="cpu")
     assert not other.from_cache and other.path != first.path, "other labels are another run"
