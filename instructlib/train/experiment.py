@@ -4,7 +4,7 @@ every rerun of a notebook only load and evaluate.
 A run is named by what determines it: the training configuration, a hash of the encoded training
 and validation data (so "no prompt masking" or "no end-of-text token" are different runs without
 extra bookkeeping) and a caller's description of the model (``key``). The directory holds
-``model.pt`` (the state dict the run ended on) and ``run.json`` (history, best step, exact-match
+``model.pt`` (the trained parameters the run ended on; the frozen rest comes from ``make_model``) and ``run.json`` (history, best step, exact-match
 curve, sizes); it is written with ``files.build_once``, so an interrupted build leaves nothing.
 """
 from __future__ import annotations
@@ -32,6 +32,10 @@ class CachedRun:
     info: dict
     path: Path
     from_cache: bool
+
+    def memo(self, name: str, compute: Callable[[], object]):
+        """A JSON result of this run's model (e.g. its answers to a test set), computed once and kept."""
+        return memo_json(self.path / f"{name}.json", compute)
 
 
 def data_fingerprint(data: Optional[Sequence[dict]]) -> str:
@@ -79,7 +83,8 @@ def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Seq
         result = train(model, train_data, collate, config, eval_data=eval_data, device=device, on_step=on_step)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "model.pt")
+        atomic_torch_save({n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+                          tmp / "model.pt")  # the rest is make_model()'s, rebuilt on load
         atomic_write_json(tmp / "run.json", {
             "name": name, "key": key or {}, "config": asdict(config), "history": asdict(result.history),
             "step": result.step, "best_step": result.best_step, "best_val_loss": result.best_val_loss,
@@ -90,7 +95,12 @@ def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Seq
     from_cache = target.exists()
     build_once(target, build)
     model = make_model()
-    model.load_state_dict(torch.load(target / "model.pt", map_location="cpu", weights_only=True))
+    missing, unexpected = model.load_state_dict(torch.load(target / "model.pt", map_location="cpu", weights_only=True),
+                                                strict=False)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    if unexpected or trained & set(missing):
+        raise ValueError(f"{target / 'model.pt'}: weights do not fit make_model(): unexpected {unexpected[:3]}, "
+                         f"missing {sorted(trained & set(missing))[:3]}")
     if device is not None:
         model.to(device)
     model.eval()
@@ -112,3 +122,13 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
     t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
     return mean, t * sd / n ** 0.5
+
+
+def memo_json(path: str | Path, compute: Callable[[], object]):
+    """``compute()`` once, kept as JSON at ``path`` (written atomically); later calls read the file."""
+    path = Path(path)
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    atomic_write_json(path, value)
+    return json.loads(path.read_text())
