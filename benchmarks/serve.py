@@ -1,9 +1,22 @@
 """Chapter 10 benchmark: the same 64 chat requests to `instructlib serve`, one at a time and from 8
 concurrent clients, in one run against one server process. Prints requests/s, completion tokens/s,
-p50/p95 latency, the mean batch the server formed, and the throughput ratio (target >= 3x).
+p50/p95 latency, the mean number of sequences per forward pass, CPU milliseconds per request in the
+server process and in the client (this process), the throughput ratio (target >= 3x) and how many
+answers are identical in both modes, plus the machine's load average (shared CPUs).
 
-    python benchmarks/serve.py                       # the chapter's deployed TinyGPT (built on first use)
-    python benchmarks/serve.py --model DIR --requests 64 --clients 8 --max-tokens 16
+Two workloads, same model (the chapter's deployed TinyGPT), same 64 user messages:
+
+* ``short``: what this chapter's users send: ``max_tokens=16``, answers end at the model's
+  end-of-text token after 1-16 tokens (most are 2-4: "78", "sun, farmer, king").
+* ``long``: answers of a realistic chat length for this model: ``max_tokens=64`` with vLLM's
+  ``ignore_eos`` extension, so every answer is exactly 64 tokens (about half the 128-position context
+  after a ~40-token prompt). Fixed output lengths are how serving benchmarks (vLLM's among them)
+  separate the server from what a model happens to say; greedy text past end-of-text is still
+  compared between the two modes.
+
+    python benchmarks/serve.py                          # both workloads at the server's default settings
+    python benchmarks/serve.py --workload short --sweep 0,5,10,30   # the batch-wait trade-off
+    python benchmarks/serve.py --model DIR --requests 64 --clients 8
 """
 from __future__ import annotations
 
@@ -18,6 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+WORKLOADS = {"short": dict(max_tokens=16, ignore_eos=False), "long": dict(max_tokens=64, ignore_eos=True)}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -25,11 +40,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(client, name: str, messages: list, clients: int, max_tokens: int):
+def run(client, name: str, messages: list, clients: int, max_tokens: int, ignore_eos: bool):
     """Send every request (``clients`` at a time); return (seconds, latencies, completion tokens, answers)."""
+    extra = {"ignore_eos": True} if ignore_eos else None
+
     def one(m):
         t0 = time.perf_counter()
-        out = client.chat.completions.create(model=name, messages=m, max_tokens=max_tokens, temperature=0)
+        out = client.chat.completions.create(model=name, messages=m, max_tokens=max_tokens, temperature=0,
+                                             extra_body=extra)
         return time.perf_counter() - t0, out.usage.completion_tokens, out.choices[0].message.content
 
     start = time.perf_counter()
@@ -39,8 +57,54 @@ def run(client, name: str, messages: list, clients: int, max_tokens: int):
     return seconds, [r[0] for r in results], sum(r[1] for r in results), [r[2] for r in results]
 
 
-def percentile(values: list[float], q: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def measure(model: str, messages: list, clients: int, workload: str, batch_wait_ms) -> dict:
+    """Start one server, warm it up, run one-at-a-time then concurrent; return both rows."""
+    import httpx
+    import openai
+
+    from instructlib.deploy.server import wait_ready
+
+    settings = WORKLOADS[workload]
+    port = free_port()
+    cmd = [sys.executable, "-m", "instructlib.cli", "serve", "--model", model, "--name", "bench", "--port", str(port),
+           "--max-batch-size", str(clients)]
+    if batch_wait_ms is not None:
+        cmd += ["--batch-wait-ms", str(batch_wait_ms)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env={**os.environ})
+    base = f"http://127.0.0.1:{port}"
+    rows = {}
+    try:
+        wait_ready(base, timeout=600, proc=proc)
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=300)
+        run(client, "bench", messages[:4], 1, settings["max_tokens"], settings["ignore_eos"])  # warm-up
+        for label, n in (("one at a time", 1), (f"{clients} concurrent clients", clients)):
+            before = httpx.get(base + "/stats").json()
+            server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
+            seconds, latencies, tokens, answers = run(client, "bench", messages, n, **settings)
+            server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu, time.process_time() - client_cpu
+            after = httpx.get(base + "/stats").json()
+            passes = max(1, after["batches"] - before["batches"])
+            rows[label] = dict(rps=len(messages) / seconds, tps=tokens / seconds, p50=percentile(latencies, 50),
+                               p95=percentile(latencies, 95), rows=(after["rows"] - before["rows"]) / passes,
+                               tokens=tokens / len(messages), answers=answers,
+                               server_ms=1000 * server_cpu / len(messages), client_ms=1000 * client_cpu / len(messages))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return rows
 
 
 def main() -> int:
@@ -48,15 +112,12 @@ def main() -> int:
     parser.add_argument("--model", help="model name or directory (default: the chapter's deployed TinyGPT)")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="the server's --batch-wait-ms")
+    parser.add_argument("--workload", choices=["short", "long", "both"], default="both")
+    parser.add_argument("--sweep", help="comma-separated --batch-wait-ms values to compare (default: the "
+                                        "server's default only)")
     args = parser.parse_args()
 
-    import httpx
-    import openai
-
     from instructlib.data.formats import user_content
-    from instructlib.deploy.server import wait_ready
     from instructlib.data.verifiable import make_examples
 
     model = args.model
@@ -66,39 +127,26 @@ def main() -> int:
         model = str(deployed_model_dir())
     examples = make_examples("test", -(-args.requests // 13), seed=0)[:args.requests]
     messages = [[{"role": "user", "content": user_content(e.record)}] for e in examples]
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "instructlib.cli", "serve", "--model", model, "--name", "bench",
-                             "--port", str(port), "--max-batch-size", str(args.clients),
-                             "--batch-wait-ms", str(args.batch_wait_ms)],
-                            stdout=subprocess.DEVNULL, env={**os.environ})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, timeout=600, proc=proc)
-        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=300)
-        run(client, "bench", messages[:4], 1, args.max_tokens)  # warm-up
-        rows = {}
-        for label, clients in (("one at a time", 1), (f"{args.clients} concurrent clients", args.clients)):
-            before = httpx.get(base + "/stats").json()
-            seconds, latencies, tokens, answers = run(client, "bench", messages, clients, args.max_tokens)
-            after = httpx.get(base + "/stats").json()
-            batches = after["batches"] - before["batches"]
-            rows[label] = dict(rps=len(messages) / seconds, tps=tokens / seconds, p50=percentile(latencies, 50),
-                               p95=percentile(latencies, 95), batch=(after["requests"] - before["requests"]) / batches,
-                               answers=answers)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    waits = [float(w) for w in args.sweep.split(",")] if args.sweep else [None]
+    workloads = ["short", "long"] if args.workload == "both" else [args.workload]
 
-    print(f"model {Path(model).name}, {len(messages)} chat requests, max_tokens={args.max_tokens}, greedy, "
-          f"batch wait {args.batch_wait_ms:g} ms; "
-          f"torch threads per server: {os.environ.get('OMP_NUM_THREADS', 'default')}")
-    print(f"{'':<24}{'requests/s':>11}{'tokens/s':>10}{'p50 s':>8}{'p95 s':>8}{'mean batch':>12}")
-    for label, r in rows.items():
-        print(f"{label:<24}{r['rps']:>11.2f}{r['tps']:>10.1f}{r['p50']:>8.3f}{r['p95']:>8.3f}{r['batch']:>12.2f}")
-    seq, con = rows["one at a time"], rows[f"{args.clients} concurrent clients"]
-    same = sum(a == b for a, b in zip(seq["answers"], con["answers"]))
-    print(f"throughput ratio (concurrent / one at a time): {con['rps'] / seq['rps']:.2f}x (target >= 3x); "
-          f"identical answers in both modes: {same}/{len(messages)}")
+    print(f"model {Path(model).name}, {len(messages)} chat requests, greedy, {args.clients} clients; torch threads "
+          f"per server: {os.environ.get('OMP_NUM_THREADS', 'default')}; load average before: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    header = (f"{'workload':<9}{'wait ms':>8} {'mode':<22}{'req/s':>7}{'tok/s':>8}{'tok/ans':>8}{'p50 s':>7}"
+              f"{'p95 s':>7}{'rows/pass':>10}{'server CPU ms/req':>18}{'client CPU ms/req':>18}")
+    print(header)
+    for workload in workloads:
+        for wait in waits:
+            rows = measure(model, messages, args.clients, workload, wait)
+            label = "default" if wait is None else f"{wait:g}"
+            for mode, r in rows.items():
+                print(f"{workload:<9}{label:>8} {mode:<22}{r['rps']:>7.2f}{r['tps']:>8.1f}{r['tokens']:>8.1f}"
+                      f"{r['p50']:>7.3f}{r['p95']:>7.3f}{r['rows']:>10.2f}{r['server_ms']:>18.1f}{r['client_ms']:>18.1f}")
+            seq, con = rows["one at a time"], rows[f"{args.clients} concurrent clients"]
+            same = sum(a == b for a, b in zip(seq["answers"], con["answers"]))
+            print(f"{'':<18}ratio {con['rps'] / seq['rps']:.2f}x (target >= 3x); identical answers "
+                  f"{same}/{len(messages)}; load average now {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
 

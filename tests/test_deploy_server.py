@@ -249,3 +249,70 @@ def test_cli_refuses_bad_arguments_without_traceback(tmp_path, capsys):
     assert "--model: " in err and "neither a course model name" in err
     assert "--adapter: " in err and "adapter_config.json" in err and "--port: 0" in err
     assert "Traceback" not in err
+
+
+def test_finish_reason_and_ignore_eos_through_the_api(live):
+    client = live["client"]
+    out = client.completions.create(model="tiny", prompt="Sort the numbers", max_tokens=7, temperature=0,
+                                    extra_body={"ignore_eos": True})
+    assert out.choices[0].finish_reason == "length" and out.usage.completion_tokens == 7
+    several = client.completions.create(model="tiny", prompt=PROMPTS[:3], max_tokens=5, temperature=0)
+    assert [c.index for c in several.choices] == [0, 1, 2]
+    assert [c.text for c in several.choices] == [client.completions.create(
+        model="tiny", prompt=p, max_tokens=5, temperature=0).choices[0].text for p in PROMPTS[:3]]
+    stream = client.completions.create(model="tiny", prompt=PROMPTS[:2], max_tokens=5, temperature=0, stream=True)
+    texts = {}
+    for chunk in stream:
+        for c in chunk.choices:
+            texts[c.index] = texts.get(c.index, "") + c.text
+    assert [texts[0], texts[1]] == [c.text for c in client.completions.create(
+        model="tiny", prompt=PROMPTS[:2], max_tokens=5, temperature=0).choices]
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from instructlib.models import LLM
+
+    path = make_tiny_model_dir(tmp_path_factory.mktemp("engine") / "model")
+    return LLM.wrap(AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path))
+
+
+def test_iteration_level_batching_streams_and_never_holds_a_short_answer_back(tiny_llm):
+    async def main():
+        engine = Engine(max_batch_size=8, max_queue=8)
+        engine.set_llm(tiny_llm)
+        engine.start()
+        common = dict(temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=True)
+        long_job = engine.enqueue("Add the two numbers.", max_tokens=40, **common)
+        long_events = engine.events(long_job)
+        first = await long_events.__anext__()  # the first token arrives on its own
+        short_job = engine.enqueue("What is the capital", max_tokens=2, **common)
+        order = []
+
+        async def drain(name, events, pieces):
+            async for piece, reason, n in events:
+                pieces.append(piece)
+            order.append((name, reason, n))
+
+        long_pieces, short_pieces = [first[0]], []
+        await asyncio.wait_for(asyncio.gather(drain("long", long_events, long_pieces),
+                                              drain("short", engine.events(short_job), short_pieces)), 120)
+        engine.shutdown()
+        return first, order, long_pieces, engine.batches
+
+    first, order, long_pieces, passes = asyncio.run(main())
+    assert first[1] is None and first[2] == 1
+    assert order == [("short", "length", 2), ("long", "length", 40)]  # the short one left first
+    assert len([p for p in long_pieces if p]) >= 10  # sent piece by piece as generated, not in one block
+    assert max(passes) == 2  # the two shared decode steps
+
+
+def test_ignore_eos_is_refused_for_static_models():
+    config = ServerConfig(model_name="s", load=lambda: ScriptedLLM(lambda p: "ok"))
+    with server_thread(config) as base:
+        r = httpx.post(base + "/v1/completions", json={"model": "s", "prompt": "x", "ignore_eos": True})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "ignore_eos"
+        ok = httpx.post(base + "/v1/completions", json={"model": "s", "prompt": "x"}).json()
+        assert ok["choices"][0]["text"] == "ok" and ok["choices"][0]["finish_reason"] == "stop"

@@ -63,6 +63,8 @@ def run_serve(args: argparse.Namespace) -> int:
     for name in ("max_batch_size", "max_queue"):
         if getattr(args, name) < 1:
             problems.append(f"--{name.replace('_', '-')}: must be at least 1")
+    if args.batch_wait_ms < 0:
+        problems.append(f"--batch-wait-ms: {args.batch_wait_ms:g} is negative")
     if problems:
         for p in problems:
             print(f"instructlib serve: error: {p}", file=sys.stderr)
@@ -88,7 +90,9 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-dir", type=Path, help="append redacted requests and feedback here (enables /v1/feedback)")
     p.add_argument("--max-batch-size", type=int, default=16)
-    p.add_argument("--batch-wait-ms", type=float, default=10.0)
+    p.add_argument("--batch-wait-ms", type=float, default=0.0,
+                   help="when idle, wait this long for more requests before starting (default 0: with "
+                        "iteration-level batching later requests join at the next step)")
     p.add_argument("--max-queue", type=int, default=64, help="pending requests before answering 429")
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=run_serve)

@@ -81,6 +81,7 @@ class _Request(BaseModel):
     seed: Optional[int] = None
     user: Optional[str] = None
     stream_options: Optional[dict] = None
+    ignore_eos: bool = False  # vLLM's extension: generate max_tokens tokens (benchmarks of fixed answer length)
 
 
 class CompletionRequest(_Request):
@@ -150,6 +151,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue
     ids: Optional[list[int]] = None     # the prompt's token ids when the handler already tokenized it
+    ignore_eos: bool = False
     cancelled: bool = False
     on_done: Optional[Callable[[], None]] = None  # called on the event loop once the job is over
     released: bool = False
@@ -365,7 +367,8 @@ class Engine:
             for job in jobs:
                 try:
                     batcher.add(job, job.ids if job.ids else job.prompt, max_new_tokens=job.max_tokens,
-                                temperature=job.temperature, top_p=job.top_p, stop=job.stop, seed=job.seed)
+                                temperature=job.temperature, top_p=job.top_p, stop=job.stop, seed=job.seed,
+                                ignore_eos=job.ignore_eos)
                     running[id(job)] = job
                     self.requests += 1
                 except Exception as e:  # noqa: BLE001  (a bad job fails alone)
@@ -502,7 +505,8 @@ def create_app(config: ServerConfig):
     @app.get("/stats")
     async def stats():
         sizes = list(engine.batches)
-        return {"requests": sum(sizes), "batches": len(sizes), "max_batch": max(sizes, default=0),
+        # batches: forward passes (iteration-level) or llm.complete calls (static); rows: sequences in them
+        return {"requests": engine.requests, "batches": len(sizes), "rows": sum(sizes), "max_batch": max(sizes, default=0),
                 "mean_batch": sum(sizes) / len(sizes) if sizes else 0.0, "queued": engine._pending}
 
     @app.get("/v1/models")
@@ -519,6 +523,9 @@ def create_app(config: ServerConfig):
                            code="model_not_found")
         if req.n != 1:
             raise APIError(400, "Only n=1 is supported.", param="n", code="unsupported_value")
+        if req.ignore_eos and not _continuous(engine.llm):
+            raise APIError(400, "ignore_eos needs a model served with iteration-level batching.",
+                           param="ignore_eos", code="unsupported_value")
         stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
         if len(stop) > 4:
             raise APIError(400, "At most 4 stop sequences are allowed.", param="stop", code="invalid_value")
@@ -544,7 +551,8 @@ def create_app(config: ServerConfig):
 
     def enqueue(prompts: list[tuple[str, Optional[list[int]]]], req: _Request, max_tokens: int) -> list[Job]:
         stop = tuple([req.stop] if isinstance(req.stop, str) else (req.stop or []))
-        settings = dict(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed)
+        settings = dict(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed,
+                        ignore_eos=req.ignore_eos)
         if engine._pending + len(prompts) > engine.max_queue:
             raise APIError(429, "The server is overloaded (request queue full); retry shortly.",
                            type="rate_limit_error", code="queue_full")

@@ -292,10 +292,12 @@ def load_llm(name: str, *, device: Optional[torch.device | str] = None, dtype: O
 class _Sequence:
     """One prompt being decoded by ``ContinuousBatcher``."""
 
-    __slots__ = ("key", "ids", "max_new_tokens", "temperature", "top_p", "stop", "generator", "sent", "hold")
+    __slots__ = ("key", "ids", "max_new_tokens", "temperature", "top_p", "stop", "generator", "sent", "hold",
+                 "ignore_eos")
 
-    def __init__(self, key, max_new_tokens, temperature, top_p, stop, seed):
+    def __init__(self, key, max_new_tokens, temperature, top_p, stop, seed, ignore_eos=False):
         self.key, self.ids, self.max_new_tokens, self.sent = key, [], max_new_tokens, ""
+        self.ignore_eos = ignore_eos
         self.temperature, self.top_p, self.stop = temperature, top_p, tuple(s for s in stop if s)
         self.generator = None
         if temperature > 0:
@@ -363,8 +365,13 @@ class ContinuousBatcher:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
     def add(self, key, prompt: Union[str, Sequence[int]], *, max_new_tokens: int = 64, temperature: float = 0.0,
-            top_p: float = 1.0, stop: Sequence[str] = (), seed: Optional[int] = None) -> None:
-        """Queue a prompt (text or token ids) to join at the next ``step``."""
+            top_p: float = 1.0, stop: Sequence[str] = (), seed: Optional[int] = None,
+            ignore_eos: bool = False) -> None:
+        """Queue a prompt (text or token ids) to join at the next ``step``.
+
+        ``ignore_eos`` decodes past the end-of-text token until ``max_new_tokens`` or a stop string
+        (benchmarks use it for answers of a fixed length, as vLLM's does).
+        """
         ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
         if max_new_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
             raise ValueError(f"bad generation settings: max_new_tokens={max_new_tokens}, "
@@ -372,7 +379,7 @@ class ContinuousBatcher:
         if not ids or len(ids) + max_new_tokens > self.limit:
             raise ValueError(f"prompt of {len(ids)} tokens + {max_new_tokens} new tokens does not fit the "
                              f"context of {self.limit}")
-        self.waiting.append((_Sequence(key, max_new_tokens, temperature, top_p, stop, seed), ids))
+        self.waiting.append((_Sequence(key, max_new_tokens, temperature, top_p, stop, seed, ignore_eos), ids))
 
     def cancel(self, key) -> None:
         """Drop a sequence (its client went away)."""
@@ -390,7 +397,7 @@ class ContinuousBatcher:
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          **{self.keyword: cache})
         self.forward_sizes.append(input_ids.shape[0])
-        returned = getattr(out, "past_key_values", None) or getattr(out, "cache", None) or cache
+        returned = cache if self.keyword == "cache" else (getattr(out, "past_key_values", None) or cache)
         return out.logits[:, -1, :].float(), _cache_tensors(returned)
 
     def _choose(self, logits: torch.Tensor, seqs: list[_Sequence]) -> list[int]:
@@ -469,7 +476,7 @@ class ContinuousBatcher:
 
     def _advance(self, s: _Sequence, token: int):
         """Record ``token`` for ``s``; return (key, new text, finish reason or None, n tokens) or None."""
-        if token in self.eos:
+        if token in self.eos and not s.ignore_eos:
             return s.key, self._final(s, self._text(s)), "stop", len(s.ids)
         s.ids.append(token)
         text = self._text(s)
