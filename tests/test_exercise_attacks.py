@@ -37,7 +37,7 @@ CHAPTERS = [f.stem[2:] for f in FILES]
 IN_SCOPE = ("01", "02", "03", "04", "05")  # issue 15: chapters whose exercises must resist both attacks
 KINDS = ("wrong", "one_liner")
 TIMEOUT = 300  # per question, as tests/test_exercises.py: generous for a loaded machine
-ANSWER_FAILED = re.compile(r"answer cell \d+ raised|(exceeded|died|malformed message) in answer cell \d+")
+ANSWER_FAILED = re.compile(r"answer cell \d+ raised| in answer cell \d+")  # grade_question's notes
 FORBIDDEN_NOTE = re.compile(r"uses `(\w+)` \((setup|answer) cell \d+, line \d+\), which question (q\w+) forbids: ")
 
 
