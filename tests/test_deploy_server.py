@@ -316,3 +316,28 @@ def test_ignore_eos_is_refused_for_static_models():
         assert r.status_code == 400 and r.json()["error"]["param"] == "ignore_eos"
         ok = httpx.post(base + "/v1/completions", json={"model": "s", "prompt": "x"}).json()
         assert ok["choices"][0]["text"] == "ok" and ok["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_place(tiny_llm):
+    async def main():
+        engine = Engine(max_batch_size=4, max_queue=1)
+        engine.set_llm(tiny_llm)
+        engine.start()
+        settings = dict(temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=True)
+        job = engine.enqueue("Add the two numbers.", max_tokens=50, **settings)
+        events = engine.events(job)
+        await events.__anext__()
+        with pytest.raises(Overloaded):  # the one place in the queue is taken
+            engine.enqueue("x", max_tokens=2, **settings)
+        await events.aclose()  # the client disconnects after one token
+        for _ in range(600):
+            if engine._pending == 0:
+                break
+            await asyncio.sleep(0.05)
+        text = await engine.submit("What is the capital", max_tokens=3, **settings)
+        engine.shutdown()
+        return job.cancelled, text, sum(engine.batches)
+
+    cancelled, text, rows = asyncio.run(main())
+    assert cancelled and isinstance(text, str)
+    assert rows < 50  # the abandoned sequence was dropped, not decoded to its 50 tokens
