@@ -355,11 +355,11 @@ class Engine:
                 held = []
             with self._swap_lock:
                 llm = self.llm
-            if not _continuous(llm):
+            if not _continuous(llm) and not busy:
                 self._static(llm, jobs)
                 continue
             if batcher is None or batcher.llm is not llm:
-                if busy:  # a new model: let the old one finish its sequences first
+                if busy:  # a new model: the old one finishes its running sequences first
                     held = jobs
                     jobs = []
                 else:
