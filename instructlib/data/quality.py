@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
+from ..fonts import select_cjk_font
 from .records import Task
 
 CRITERIA = ("clarity", "completeness", "consistency", "diversity")
@@ -318,29 +319,19 @@ def verb_noun_counts(tasks: Iterable[Task]) -> Counter:
     return Counter(verb_noun(t.instruction) for t in tasks)
 
 
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "SimHei", "Microsoft YaHei", "PingFang SC",
-             "WenQuanYi Micro Hei", "Source Han Sans SC")
-
-
-def _cjk_font():
-    from matplotlib import font_manager
-
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in CJK_FONTS if name in installed), None)
-
-
 def plot_verb_noun(tasks: Iterable[Task], top_verbs: int = 12, top_nouns: int = 4, ax=None,
                    language: str | None = None):
     """Horizontal stacked bars: the most common leading verbs, split by their most common nouns.
 
     ``language`` ("en", "zh") keeps only the tasks of that language; Chinese labels need a CJK font
-    (used when one is installed, else matplotlib draws empty boxes).
+    (an installed one, else the course's shipped subset: ``instructlib.fonts``).
     """
     import matplotlib.pyplot as plt
 
     tasks = [t for t in tasks if language is None or t.language == language]
     pairs = verb_noun_counts(tasks)
-    font = {"fontfamily": _cjk_font()} if any(is_cjk(v + n) for v, n in pairs) and _cjk_font() else {}
+    family = select_cjk_font() if any(is_cjk(v + n) for v, n in pairs) else None
+    font = {"fontfamily": family} if family else {}
     verbs = Counter()
     for (verb, _), c in pairs.items():
         verbs[verb] += c
