@@ -116,10 +116,13 @@ def path_rewriter(root: Path):
         (re.compile(r"(?<![\w.])/[^\s'\"():]*/site-packages/"), "site-packages/"),
         (re.compile(re.escape(str(root)) + r"/"), ""),
         (re.compile(re.escape(str(root)) + r"(?=[\s'\":),]|$)"), "."),
-        (re.compile(re.escape(str(root.parent)) + r"/"), "../"),
         (re.compile(r"(?<![\w.])/(tmp|var/tmp|private/var/folders)/([^\s/'\"]+/)?"), "<tmp>/"),
         (re.compile(r"(?<![\w.])/(root|home/[^\s/'\"]+|Users/[^\s/'\"]+)(?=/)"), "~"),
     ]
+    # siblings of the checkout become ../ (before the general rules), unless the parent is itself a bare
+    # temporary or home directory: a clone in /tmp must not turn every other /tmp path into ../
+    if not re.fullmatch(r"/(tmp|var/tmp|root|home/[^/]+|Users/[^/]+)?", str(root.parent)):
+        rules.insert(3, (re.compile(re.escape(str(root.parent)) + r"/"), "../"))
 
     def rewrite(text: str) -> str:
         for pattern, replacement in rules:

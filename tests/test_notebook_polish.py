@@ -135,6 +135,13 @@ def test_path_rewriter_keeps_relative_and_url_paths(tmp_path):
     assert rewrite(same) == same
 
 
+
+def test_path_rewriter_for_a_clone_directly_in_tmp():
+    """A checkout at /tmp/fresh: other temporary paths stay <tmp>, never ../ (the parent is /tmp itself)."""
+    rewrite = path_rewriter(Path("/tmp/fresh"))
+    assert rewrite("/tmp/fresh/notebooks/x /tmp/pytest-of-root/pytest-1/t0 /root/.cache/m") == \
+        "notebooks/x <tmp>/pytest-1/t0 ~/.cache/m"
+
 def test_metadata_setup_cell_and_idempotence(tmp_path):
     nb = _executed_notebook(tmp_path)
     changed = polish_notebook(nb, root=tmp_path, setup_cell=SETUP_CELL)
