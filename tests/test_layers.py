@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "instructlib"
 
 # bottom to top; a unit is the first name under instructlib/ (package or module)
 FLOORS = [
-    {"config", "files", "fonts", "text", "tokenization", "lm"},
+    {"config", "files", "fonts", "stats", "text", "tokenization", "lm"},
     {"nn", "data"},
     {"corpus", "pretrain"},
     {"models"},

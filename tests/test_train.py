@@ -223,6 +223,10 @@ def test_mean_interval_is_the_t_interval():
     assert math.isnan(mean_interval([0.5])[1])
     with pytest.raises(ValueError):
         mean_interval([])
+    from instructlib.evaluation.bootstrap import mean_over_seeds
+    values = [0.04 * k + 0.01 * (k % 3) for k in range(14)]  # 13 degrees of freedom: no table, no 1.96
+    iv = mean_over_seeds(values)
+    assert mean_interval(values) == pytest.approx((iv.value, iv.high - iv.value), rel=1e-9)
 
 
 def test_history_plots_loss_curves():

@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from instructlib.stats import t_quantile
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -98,45 +100,5 @@ def mean_over_seeds(values: Sequence[float], confidence: float = 0.95) -> Interv
     mean = float(arr.mean())
     if arr.size == 1:
         return Interval(mean, math.nan, math.nan, 1, confidence)
-    half = _t_quantile(arr.size - 1, confidence) * float(arr.std(ddof=1)) / math.sqrt(arr.size)
+    half = t_quantile(arr.size - 1, confidence) * float(arr.std(ddof=1)) / math.sqrt(arr.size)
     return Interval(mean, mean - half, mean + half, arr.size, confidence)
-
-
-def _t_quantile(df: int, confidence: float) -> float:
-    """Two-sided Student-t quantile (bisection on the regularized incomplete beta; no SciPy needed)."""
-    target = (1 + confidence) / 2
-
-    def cdf(t: float) -> float:
-        x = df / (df + t * t)
-        return 1 - 0.5 * _betainc(df / 2, 0.5, x)
-
-    lo, hi = 0.0, 1000.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) < target else (lo, mid)
-    return (lo + hi) / 2
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b) by its continued fraction (Numerical Recipes' betacf)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x))
-    if x > (a + 1) / (a + b + 2):
-        return 1 - _betainc(b, a, 1 - x)
-    c, d = 1.0, 1 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > 1e-300 else 1e-300)
-    f = d
-    for m in range(1, 300):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1 + num * d
-            d = 1 / (d if abs(d) > 1e-300 else 1e-300)
-            c = 1 + num / c
-            c = c if abs(c) > 1e-300 else 1e-300
-            f *= c * d
-        if abs(c * d - 1) < 1e-15:
-            break
-    return front * f / a

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..config import cache_dir, get_profile
 from ..files import atomic_torch_save, atomic_write_json, build_once
+from ..stats import t_quantile
 from .loop import TrainConfig, train
 
 
@@ -107,12 +108,8 @@ def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Seq
     return CachedRun(model, json.loads((target / "run.json").read_text()), target, from_cache)
 
 
-# two-sided 97.5 % quantiles of Student's t for 1..10 degrees of freedom (then the normal's 1.96 is close)
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
-
-
-def mean_interval(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t-interval over runs (half-width nan for a single run)."""
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of its Student-t interval over runs (half-width nan for a single run)."""
     n = len(values)
     if n == 0:
         raise ValueError("no values")
@@ -120,8 +117,7 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     if n == 1:
         return mean, float("nan")
     sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
-    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
-    return mean, t * sd / n ** 0.5
+    return mean, t_quantile(n - 1, confidence) * sd / n ** 0.5
 
 
 def memo_json(path: str | Path, compute: Callable[[], object]):
