@@ -17,9 +17,9 @@ from instructlib.config import cache_dir
 from instructlib.files import atomic_write_json
 
 
-def digest(obj: Any) -> str:
-    """A short SHA-256 of ``obj``'s canonical JSON."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:20]
+def digest(obj: Any, length: int = 20) -> str:
+    """A short SHA-256 (``length`` hex digits) of ``obj``'s canonical JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:length]
 
 
 def model_fingerprint(llm) -> str:

@@ -15,7 +15,6 @@ notebook ran), and importing this module registers it as the loader's on-demand 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from instructlib.config import cache_dir, get_device
 from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
 from instructlib.data.records import Record
 from instructlib.evaluation.bootstrap import mean_over_seeds
+from instructlib.evaluation.cache import digest
 from instructlib.evaluation.harness import EvalTable, evaluate
 from instructlib.files import atomic_torch_save, atomic_write_json, build_once
 from instructlib.models.loader import (FINETUNED_ALIASES, finetuned_dir, finetuned_path, register_finetuned_builder,
@@ -63,10 +63,6 @@ def steps_for_budget(encoded: Sequence[dict], batch_size: int, token_budget: flo
     return max(1, round(token_budget / (batch_size * mean_tokens(encoded))))
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
 def finetune(base, tokenizer, records: Sequence[Any], *, steps: int, seed: int, recipe: Recipe = Recipe(),
              eval_records: Optional[Sequence[Any]] = None, device=None, progress: bool = True):
     """A fine-tuned copy of ``base`` (chapter 05's recipe) and its ``TrainResult``."""
@@ -100,8 +96,8 @@ def cached_finetune(name: str, records: Sequence[Any], *, steps: int, seed: int,
     if base_name != "tinygpt":
         raise ValueError("the capstone fine-tunes the course TinyGPT; other bases are future work")
     base_dir = course_model_dir()
-    key = _digest({"data": [r.to_dict() for r in _records(records)], "eval": [r.to_dict() for r in _records(eval_records or [])],
-                   "recipe": asdict(recipe), "steps": steps, "seed": seed, "base": base_dir.name})
+    key = digest({"data": [r.to_dict() for r in _records(records)], "eval": [r.to_dict() for r in _records(eval_records or [])],
+                   "recipe": asdict(recipe), "steps": steps, "seed": seed, "base": base_dir.name}, 16)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
     def build(out: Path) -> None:
@@ -111,7 +107,7 @@ def cached_finetune(name: str, records: Sequence[Any], *, steps: int, seed: int,
         atomic_write_json(out / "meta.json", {
             "name": name, "seed": seed, "steps_planned": steps, "steps": result.step, "tokens": result.tokens,
             "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
-            "examples": len(records), "gpt_config": model.config_dict(), "recipe": asdict(recipe), "base": base_dir.name})
+            "examples": len(records), "gpt_config": model.config_dict(), "recipe": asdict(recipe), "base": base_dir.name}, 16)
 
     path = build_once(cache_dir() / "finetuned" / f"{safe}-seed{seed}-{key}", build)
     meta = json.loads((path / "meta.json").read_text())

@@ -32,6 +32,7 @@ from typing import Optional, Sequence, Union
 from instructlib.config import Profile, as_profile, cache_dir
 from instructlib.data.records import Instance, Record, Task
 from instructlib.data.verifiable import FAMILIES, Example, make_examples
+from instructlib.evaluation.cache import digest
 from instructlib.files import build_once
 
 HAND, TEMPLATES, BACKTRANSLATION, SELF_INSTRUCT, ALL = (
@@ -143,7 +144,7 @@ def build_self_instruct(out: Path, sizes: CapstoneSizes, progress: bool = False)
 
 def self_instruct_path(sizes: CapstoneSizes, profile: ProfileLike = None) -> Path:
     """Where the capstone's self-instruct run for these sizes is cached (it may not exist yet)."""
-    return cache_dir() / f"capstone-self-instruct-{as_profile(profile).name}-{_digest(_self_instruct_settings(sizes))}"
+    return cache_dir() / f"capstone-self-instruct-{as_profile(profile).name}-{digest(_self_instruct_settings(sizes), 10)}"
 
 
 def self_instruct_dir(sizes: CapstoneSizes, profile: ProfileLike = None, progress: bool = False) -> Path:
@@ -156,12 +157,6 @@ def self_instruct_examples(sizes: CapstoneSizes, profile: ProfileLike = None, pr
     path = self_instruct_dir(sizes, profile, progress) / "self_instruct.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [Example(Record(r["instruction"], r.get("input", ""), r["output"]), SELF_INSTRUCT_FAMILY) for r in rows]
-
-
-def _digest(obj) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:10]
 
 
 # --- conditions and test sets -------------------------------------------------------------------
