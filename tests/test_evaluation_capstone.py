@@ -46,3 +46,39 @@ def test_run_capstone_trains_each_condition_per_seed_and_caches(one_thread):
     assert again[0].cache_misses == 0
     with pytest.raises(ValueError):
         run_capstone({}, evals)
+
+
+def test_capstone_fine_tunes_are_runs_of_the_one_run_cache(tmp_path, monkeypatch, one_thread):
+    """cached_finetune trains through train.experiment.cached_train: a second call, or the same run asked of
+    cached_train directly, loads it (no training), and the weights are the ones trained."""
+    import copy
+
+    import torch
+
+    from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
+    from instructlib.evaluation.capstone import cached_finetune, recipe_config
+    from instructlib.models import load_model, load_tokenizer
+    from instructlib.models.course import course_model_dir
+    from instructlib.train import experiment
+
+    monkeypatch.setattr(experiment, "cache_dir", lambda: tmp_path)
+    trained = []
+    real_train = experiment.train
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: trained.append(1) or real_train(*a, **k))
+    hand, val = make_examples("train", 2, seed=0), make_examples("validation", 1, seed=0)
+    recipe = Recipe(steps=3, batch_size=4)
+    model, meta = cached_finetune("hand", hand, steps=3, seed=1, recipe=recipe, eval_records=val, progress=False)
+    assert trained == [1] and meta["steps"] == meta["steps_planned"] == 3 and meta["seed"] == 1
+    assert (tmp_path / "sft-runs" / meta["run"] / "run.json").exists() and meta["run"].startswith("capstone-hand-seed1-")
+    again, meta_again = cached_finetune("hand", hand, steps=3, seed=1, recipe=recipe, eval_records=val, progress=False)
+    assert trained == [1] and meta_again == meta, "a cached run is loaded, not trained again"
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+    tokenizer, base = load_tokenizer("tinygpt"), load_model("tinygpt")
+    encode = lambda ex: encode_dataset([e.record for e in ex], tokenizer, base.config.block_size, "chat")[0]  # noqa: E731
+    direct = experiment.cached_train("capstone-hand-seed1", lambda: copy.deepcopy(base), encode(hand),
+                                     DataCollatorForInstructions(tokenizer), recipe_config(recipe, 3, 1, True),
+                                     eval_data=encode(val), key={"base": course_model_dir().name}, device="cpu")
+    assert direct.from_cache and direct.path.name == meta["run"] and trained == [1], "one cache, one key"
+    other, other_meta = cached_finetune("hand", hand, steps=3, seed=2, recipe=recipe, eval_records=val, progress=False)
+    assert trained == [1, 1] and other_meta["run"] != meta["run"], "another seed is another run"

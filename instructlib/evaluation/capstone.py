@@ -4,8 +4,9 @@
 (``{"hand-written": records, "+ templates": records, ...}``), fine-tunes the course TinyGPT on each
 with chapter 05's full fine-tuning recipe for the same number of training tokens, once per seed, and
 evaluates every model with the harness. It returns the per-seed table and a summary with the mean
-over seeds and a Student-t 95 % interval. Fine-tuned weights are cached under
-``cache_dir()/finetuned`` (keyed by data, recipe, steps, seed and base model), so a rerun only evaluates.
+over seeds and a Student-t 95 % interval. Every fine-tune is a run of chapter 05's cache
+(``train.experiment.cached_train``: keyed by the encoded data, the training configuration with its
+seed, and the base model), so a rerun only evaluates.
 
 The course's capstone (notebook 09) runs ``run_capstone`` on the data of ``capstone_data`` (five
 conditions, three test sets) at the active profile's sizes with one token budget (``capstone_budget``)
@@ -15,21 +16,17 @@ notebook ran), and importing this module registers it as the loader's on-demand 
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import torch
-
-from instructlib.config import cache_dir, get_device
+from instructlib.config import get_device
 from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
 from instructlib.data.records import Record
 from instructlib.evaluation.bootstrap import mean_over_seeds
-from instructlib.evaluation.cache import digest
 from instructlib.evaluation.harness import EvalTable, evaluate
-from instructlib.files import atomic_torch_save, atomic_write_json, build_once
+from instructlib.files import build_once
 from instructlib.models.loader import (FINETUNED_ALIASES, finetuned_dir, finetuned_path, register_finetuned_builder,
                                        save_finetuned)
 
@@ -63,57 +60,47 @@ def steps_for_budget(encoded: Sequence[dict], batch_size: int, token_budget: flo
     return max(1, round(token_budget / (batch_size * mean_tokens(encoded))))
 
 
-def finetune(base, tokenizer, records: Sequence[Any], *, steps: int, seed: int, recipe: Recipe = Recipe(),
-             eval_records: Optional[Sequence[Any]] = None, device=None, progress: bool = True):
-    """A fine-tuned copy of ``base`` (chapter 05's recipe) and its ``TrainResult``."""
-    import copy
+def recipe_config(recipe: Recipe, steps: int, seed: int, with_eval: bool, progress: bool = True):
+    """Chapter 05's recipe as a ``TrainConfig`` for ``steps`` optimizer steps (validation only ``with_eval``)."""
+    from instructlib.train import TrainConfig
 
-    from instructlib.train import TrainConfig, train
-
-    max_len = base.config.block_size
-    train_data, _ = encode_dataset(_records(records), tokenizer, max_len, recipe.template)
-    eval_data = encode_dataset(_records(eval_records), tokenizer, max_len, recipe.template)[0] if eval_records else None
-    config = TrainConfig(max_steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                         warmup_steps=max(1, round(steps * recipe.warmup_fraction)), min_lr_ratio=recipe.min_lr_ratio,
-                         weight_decay=recipe.weight_decay,
-                         eval_every=max(1, round(steps * recipe.eval_every_fraction)) if eval_data else 0,
-                         patience=recipe.patience if eval_data else None, group_by_length=True, seed=seed,
-                         progress=progress)
-    torch.manual_seed(seed)
-    model = copy.deepcopy(base)
-    result = train(model, train_data, DataCollatorForInstructions(tokenizer), config, eval_data=eval_data,
-                   device=device or get_device())
-    return model.cpu().eval(), result
+    return TrainConfig(max_steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                       warmup_steps=max(1, round(steps * recipe.warmup_fraction)), min_lr_ratio=recipe.min_lr_ratio,
+                       weight_decay=recipe.weight_decay,
+                       eval_every=max(1, round(steps * recipe.eval_every_fraction)) if with_eval else 0,
+                       patience=recipe.patience if with_eval else None, group_by_length=True, seed=seed,
+                       progress=progress)
 
 
 def cached_finetune(name: str, records: Sequence[Any], *, steps: int, seed: int, recipe: Recipe = Recipe(),
                     eval_records: Optional[Sequence[Any]] = None, base_name: str = "tinygpt", progress: bool = True):
-    """``finetune`` the course model, cached on disk: returns (model, meta) and trains only on a miss."""
+    """Chapter 05's recipe on the course model through chapter 05's run cache: (model, meta), trained only on a miss.
+
+    The run is ``train.experiment.cached_train``'s (keyed by the encoded data, the training
+    configuration and the base model's version), stored as ``sft-runs/capstone-<name>-seed<seed>-...``.
+    """
+    import copy
+
     from instructlib.models import load_model, load_tokenizer
     from instructlib.models.course import course_model_dir
-    from instructlib.nn.gpt import GPTConfig, TinyGPT
+    from instructlib.train.experiment import cached_train
 
     if base_name != "tinygpt":
         raise ValueError("the capstone fine-tunes the course TinyGPT; other bases are future work")
-    base_dir = course_model_dir()
-    key = digest({"data": [r.to_dict() for r in _records(records)], "eval": [r.to_dict() for r in _records(eval_records or [])],
-                   "recipe": asdict(recipe), "steps": steps, "seed": seed, "base": base_dir.name}, 16)
+    base, tokenizer = load_model(base_name), load_tokenizer(base_name)
+    max_len = base.config.block_size
+    train_data = encode_dataset(_records(records), tokenizer, max_len, recipe.template)[0]
+    eval_data = encode_dataset(_records(eval_records), tokenizer, max_len, recipe.template)[0] if eval_records else None
+    config = recipe_config(recipe, steps, seed, eval_data is not None, progress)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-    def build(out: Path) -> None:
-        model, result = finetune(load_model(base_name), load_tokenizer(base_name), records, steps=steps, seed=seed,
-                                 recipe=recipe, eval_records=eval_records, progress=progress)
-        atomic_torch_save(model.state_dict(), out / "model.pt")
-        atomic_write_json(out / "meta.json", {
-            "name": name, "seed": seed, "steps_planned": steps, "steps": result.step, "tokens": result.tokens,
-            "best_val_loss": result.best_val_loss, "stopped_early": result.stopped_early,
-            "examples": len(records), "gpt_config": model.config_dict(), "recipe": asdict(recipe), "base": base_dir.name}, 16)
-
-    path = build_once(cache_dir() / "finetuned" / f"{safe}-seed{seed}-{key}", build)
-    meta = json.loads((path / "meta.json").read_text())
-    model = TinyGPT(GPTConfig(**meta["gpt_config"]))
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-    return model.eval(), meta
+    run = cached_train(f"capstone-{safe}-seed{seed}", lambda: copy.deepcopy(base), train_data,
+                       DataCollatorForInstructions(tokenizer), config, eval_data=eval_data,
+                       key={"base": course_model_dir().name}, device=get_device())
+    info = run.info
+    meta = {"name": name, "seed": seed, "steps_planned": info["config"]["max_steps"], "steps": info["step"],
+            "tokens": info["tokens"], "best_val_loss": info["best_val_loss"], "stopped_early": info["stopped_early"],
+            "examples": len(records), "recipe": asdict(recipe), "base": info["key"]["base"], "run": run.path.name}
+    return run.model.cpu().eval(), meta
 
 
 def run_capstone(train_sets: Mapping[str, Sequence[Any]], eval_sets: Mapping[str, Sequence[Any]], *,

@@ -6,6 +6,9 @@ and validation data (so "no prompt masking" or "no end-of-text token" are differ
 extra bookkeeping) and a caller's description of the model (``key``). The directory holds
 ``model.pt`` (the trained parameters the run ended on; the frozen rest comes from ``make_model``) and ``run.json`` (history, best step, exact-match
 curve, sizes); it is written with ``files.build_once``, so an interrupted build leaves nothing.
+
+This is the course's one run cache: chapter 09's capstone (``evaluation.capstone.cached_finetune``)
+trains and loads its fine-tunes through ``cached_train`` too.
 """
 from __future__ import annotations
 
@@ -87,7 +90,8 @@ def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Seq
         atomic_torch_save({n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
                           tmp / "model.pt")  # the rest is make_model()'s, rebuilt on load
         atomic_write_json(tmp / "run.json", {
-            "name": name, "key": key or {}, "config": asdict(config), "history": asdict(result.history),
+            "name": name, "key": key or {}, "config": asdict(config), "examples": len(train_data),
+            "history": asdict(result.history),
             "step": result.step, "best_step": result.best_step, "best_val_loss": result.best_val_loss,
             "restored_best": result.restored_best, "stopped_early": result.stopped_early,
             "tokens": result.tokens, "train_seconds": result.seconds,
