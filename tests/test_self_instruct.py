@@ -296,11 +296,96 @@ def test_alpaca_and_magpie_variants(tmp_path):
     assert any(re.search("[\u4e00-\u9fff]", r["instruction"]) for r in records)
 
 
+class CutLLM(ScriptedLLM):
+    """A scripted model that says "length" (ran out of max_new_tokens) for the prompts ``cut(prompt)`` picks."""
+
+    def __init__(self, script, cut):
+        super().__init__(script)
+        self.cut = cut
+
+    def _generate_finish(self, prompts, **kwargs):
+        texts = self._generate(prompts, **kwargs)
+        return [(text, "length" if self.cut(p) else "stop") for p, text in zip(prompts, texts)]
+
+
+CUT_LIST = (" Name four animals that live in the Arctic and explain how\n"
+            "10. Describe the water cycle to a ten year old child\n11. Explain why the sky looks")
+CUT_EXAMPLES = "Example 1\nInput: first case\nOutput: first answer\nExample 2\nInput: second case\nOutput: second answer" \
+               "\nExample 3\nInput: third case\nOutput: thi"
+
+
+def cut_model(prompt: str) -> str:
+    """Every instruction list and every instance output runs out of tokens (no stop string in them)."""
+    if prompt.endswith(P.CLF_QUESTION):
+        return " No"
+    if prompt.startswith(P.INPUT_FIRST_HEADER):
+        return CUT_EXAMPLES
+    assert prompt.startswith(P.INSTRUCTION_HEADER), prompt[:80]
+    return CUT_LIST
+
+
+@pytest.mark.parametrize("drop, faithful", [(True, False), (False, False), (True, True)])
+def test_output_cut_at_max_new_tokens_is_dropped_and_counted(tmp_path, drop, faithful):
+    llm = CutLLM(cut_model, cut=lambda p: not p.endswith(P.CLF_QUESTION))
+    result = self_instruct(llm, tmp_path / "c.jsonl", 10, batch_size=1, progress=False, max_rounds=1,
+                           drop_truncated=drop, faithful=faithful)
+    out, pool_path, _ = sidecar_paths(tmp_path / "c.jsonl")
+    pool = [json.loads(line)["instruction"] for line in pool_path.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    table = {row["filter"]: row for row in result.funnel.table()}
+    complete = ["Name four animals that live in the Arctic and explain how",
+                "Describe the water cycle to a ten year old child"]
+    if not drop:   # the fragment passes every form check; three examples per task, the third one cut
+        assert pool == complete + ["Explain why the sky looks"] and "complete" not in table
+        assert len(records) == 9 and sum(r["output"] == "thi" for r in records) == 3
+        return
+    cut = 3 if faithful else 1     # the reference drops the whole response, the default only its last piece
+    assert table["complete"] == {"filter": "complete", "in": 3, "kept": 3 - cut, "dropped": cut,
+                                 "reasons": {"output cut at max_new_tokens": cut}}
+    assert {x["instruction"] for x in result.rejected if x["filter"] == "complete"} >= {"Explain why the sky looks"}
+    assert pool == ([] if faithful else complete)
+    assert all(r["output"] != "thi" for r in records) and len(records) == 2 * len(pool)
+    if not faithful:   # the last example of each cut instance output is dropped, and counted
+        assert table["complete example"] == {"filter": "complete example", "in": 6, "kept": 4, "dropped": 2,
+                                             "reasons": {"output cut at max_new_tokens": 2}}
+
+
+def test_cut_alpaca_task_and_magpie_query_and_answer_are_dropped(tmp_path):
+    done = (" Give synonyms for the word happy please.\n4. Input:\n<noinput>\n4. Output:\nglad, cheerful\n###\n"
+            "5. Instruction: Sort the numbers from small to large.\n5. Input:\n3, 1, 2\n5. Output:\n1, 2")
+    result = self_instruct(CutLLM(lambda p: done, cut=lambda p: True), tmp_path / "a.jsonl", 5, method="alpaca",
+                           batch_size=1, progress=False, max_rounds=1)
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["instruction"] for r in records] == ["Give synonyms for the word happy please."]
+    assert {row["filter"]: row for row in result.funnel.table()}["complete"]["dropped"] == 1
+    unparsed_tail = done.split("###")[0] + "###\n5. Instruction: Sort the num"   # the cut piece does not parse
+    result = self_instruct(CutLLM(lambda p: unparsed_tail, cut=lambda p: True), tmp_path / "b.jsonl", 5,
+                           method="alpaca", batch_size=1, progress=False, max_rounds=1)
+    assert result.records == 1 and {row["filter"]: row for row in result.funnel.table()}["complete"]["dropped"] == 0
+
+    queries = iter(["How do I bake bread at home with my kids?", "Plan a three day trip to the mountains in May"])
+    first_query_cut = iter([True, False])
+
+    def magpie_model(prompt):
+        return next(queries) if prompt == "<|user|>" else "An answer that goes on and"
+    llm = CutLLM(magpie_model, cut=lambda p: next(first_query_cut) if p == "<|user|>" else "mountains" in p)
+    result = self_instruct(llm, tmp_path / "m.jsonl", 5, method="magpie", batch_size=2, progress=False, max_rounds=1)
+    table = {row["filter"]: row for row in result.funnel.table()}
+    assert table["complete"]["reasons"] == {"output cut at max_new_tokens": 1}            # the cut query
+    assert [x["instruction"] for x in result.rejected] == ["How do I bake bread at home with my kids?"]
+    assert table["complete example"]["reasons"] == {"output cut at max_new_tokens": 1}    # the other one's answer
+    assert result.records == 0 and table["instances"]["reasons"] == {"no valid instance": 1}
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     self_instruct(ScriptedLLM(scripted_model), tmp_path / "x.jsonl", 2, batch_size=2, progress=False, max_rounds=2)
     with pytest.raises(ValueError, match="different settings"):
         self_instruct(ScriptedLLM(scripted_model), tmp_path / "x.jsonl", 4, batch_size=2, progress=False,
                       faithful=True)
+    with pytest.raises(ValueError, match="different settings"):   # dropping cut text or not changes the data
+        self_instruct(ScriptedLLM(scripted_model), tmp_path / "x.jsonl", 4, batch_size=2, progress=False,
+                      drop_truncated=False)
+    assert "drop_truncated" not in SelfInstructConfig(drop_truncated=False).identity()   # logs from before the option
 
 
 def test_any_seed_file_in_self_instruct_format(tmp_path):

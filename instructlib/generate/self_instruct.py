@@ -4,11 +4,13 @@ One *round* does what the reference pipeline does for one request batch:
 
 1. build ``batch_size`` prompts of 8 instructions each (6 from the seed pool, 2 from the machine
    pool once it has some), shuffled, and let the model continue the numbered list;
-2. split the continuations into candidate instructions and filter them (3 < words <= 150, keyword
-   blacklist, no "Write a program", no punctuation first, ROUGE-L <= 0.7 against the seeds and
-   every instruction kept so far), counting every drop by reason in a ``Funnel``;
+2. split the continuations into candidate instructions and filter them (not cut off at
+   ``max_new_tokens``, 3 < words <= 150, keyword blacklist, no "Write a program", no punctuation
+   first, ROUGE-L <= 0.7 against the seeds and every instruction kept so far), counting every drop
+   by reason in a ``Funnel``;
 3. ask the model whether each kept instruction is a classification task, then generate instances
-   output-first (classification) or input-first (the rest), parse and filter them;
+   output-first (classification) or input-first (the rest), parse and filter them (the last example
+   of an output that ran out of tokens is dropped);
 4. append the kept instructions to the machine pool and their instances to the output, as Alpaca
    records whose ``provenance`` names the model, the demos and every sampling parameter.
 
@@ -25,6 +27,14 @@ skip the rows that were already written.
 
 ``faithful=True`` reproduces the reference's handling of Chinese (and its ``capitalize()``) to
 show what it does; the default counts CJK characters as words and compares them in ROUGE-L.
+
+Cut-off outputs (``drop_truncated=True``, the default): ``LLM.complete(return_finish=True)`` says
+when a text stopped at ``max_new_tokens`` ("length") instead of ending by itself. Its last piece is
+then probably cut mid-sentence, so the filter ``complete`` drops it ("output cut at
+max_new_tokens"): the last instruction of a numbered-list continuation (``faithful=True``: every
+instruction of it, as the reference drops the whole response), the last task of an Alpaca response,
+a Magpie query; and the funnel row ``complete example`` drops the last example of an instance
+output (Self-Instruct's rule) and a cut Magpie answer.
 """
 from __future__ import annotations
 
@@ -46,6 +56,7 @@ from .funnel import Funnel
 from .stage import JSONLStage
 
 METHODS = ("self-instruct", "alpaca", "magpie")
+CUT = "output cut at max_new_tokens"   # the funnel's reason for a piece of text that ran out of tokens
 
 
 @dataclass
@@ -94,6 +105,7 @@ class SelfInstructConfig:
     patience: int = 10              # ... or after this many rounds in a row that keep nothing
     llm_batch_size: int = 16        # prompts per forward pass (sampled text depends on it: recorded)
     sampling: dict[str, Sampling] = field(default_factory=dict)
+    drop_truncated: bool = True     # drop what was cut at max_new_tokens (filter "complete")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -111,6 +123,8 @@ class SelfInstructConfig:
         d = asdict(self)
         for key in ("num_instructions", "max_rounds", "patience"):
             d.pop(key)
+        if not d["drop_truncated"]:   # runs logged before the option existed kept cut outputs: they still resume
+            d.pop("drop_truncated")
         d["sampling"] = {k: {**v, "stop": list(v["stop"])} for k, v in d["sampling"].items()}
         return d
 
@@ -202,12 +216,13 @@ class SelfInstruct:
         s = self.config.sampling[name]
         return {**asdict(s), "stop": list(s.stop), "seed": self.config.seed + r}
 
-    def _complete(self, prompts: list[str], name: str, r: int, timer: dict) -> list[str]:
+    def _complete(self, prompts: list[str], name: str, r: int, timer: dict) -> list[tuple[str, bool]]:
+        """(text, cut) per prompt: ``cut`` when the text ran out of ``max_new_tokens`` and the run drops such text."""
         start = time.perf_counter()
         out = self.llm.complete(prompts, **self.config.sampling[name].kwargs(), seed=self.config.seed + r,
-                                batch_size=self.config.llm_batch_size, progress=False)
+                                batch_size=self.config.llm_batch_size, progress=False, return_finish=True)
         timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - start
-        return out
+        return [(text, self.config.drop_truncated and finish == "length") for text, finish in out]
 
     # ---- one round ---------------------------------------------------------------------------
     def _propose(self, r: int, machine: list[dict], funnel: Funnel, timer: dict) -> list[dict]:
@@ -220,34 +235,40 @@ class SelfInstruct:
             demo_sets = [sample_demos(rng, seed_items, machine_items, cfg.num_prompt_instructions,
                                       cfg.num_machine_instructions) for _ in range(cfg.batch_size)]
             prompts = [P.encode_instruction_prompt([inst for _, inst in demos]) for demos in demo_sets]
-            for p, text in enumerate(self._complete(prompts, "instruction", r, timer)):
+            for p, (text, cut) in enumerate(self._complete(prompts, "instruction", r, timer)):
                 pieces = [s for s in P.parse_instruction_completion(text, cfg.faithful)]
                 funnel.count("model output", None if any(pieces) else "no instruction in output")
-                for piece in pieces:
+                for k, piece in enumerate(pieces):   # a cut output: its last piece (faithful: all of them)
                     candidates.append({"instruction": normalize_instruction(piece, cfg.faithful),
-                                       "demos": [i for i, _ in demo_sets[p]], "prompt": p})
+                                       "demos": [i for i, _ in demo_sets[p]], "prompt": p,
+                                       "cut": cut and (cfg.faithful or k == len(pieces) - 1)})
         elif cfg.method == "alpaca":
             order = list(range(len(self.seeds)))
             demo_sets = [rng.sample(order, min(3, len(order))) for _ in range(cfg.batch_size)]
             prompts = [P.encode_alpaca_prompt([self.seeds[i] for i in demos]) for demos in demo_sets]
-            for p, text in enumerate(self._complete(prompts, "instruction", r, timer)):
+            for p, (text, cut) in enumerate(self._complete(prompts, "instruction", r, timer)):
                 tasks = P.parse_alpaca_completion(text, len(demo_sets[p]))
                 funnel.count("model output", None if tasks else "no complete task in output")
-                for inst, inp, out in tasks:
+                # a cut output: the task parsed from its last "###" piece, if that piece parsed (Alpaca's rule)
+                whole = len(P.parse_alpaca_completion(text[:text.rfind("###")], len(demo_sets[p]))) \
+                    if cut and "###" in text else (0 if cut else len(tasks))
+                for k, (inst, inp, out) in enumerate(tasks):
                     candidates.append({"instruction": inst, "input": inp, "output": out, "prompt": p,
-                                       "demos": [self.seed_ids[i] for i in demo_sets[p]]})
+                                       "demos": [self.seed_ids[i] for i in demo_sets[p]], "cut": k >= whole})
         else:  # magpie
             prefix = P.pre_query_prefix(self.llm.chat_prompt)
-            for p, text in enumerate(self._complete([prefix] * cfg.batch_size, "query", r, timer)):
+            for p, (text, cut) in enumerate(self._complete([prefix] * cfg.batch_size, "query", r, timer)):
                 query = text.strip()
                 funnel.count("model output", None if query else "empty query")
                 if query:
-                    candidates.append({"instruction": query, "demos": [], "prompt": p})
+                    candidates.append({"instruction": query, "demos": [], "prompt": p, "cut": cut})
         return candidates
 
     def _filter(self, candidates: list[dict], index: DedupIndex, funnel: Funnel) -> tuple[list[dict], list[dict]]:
         """(kept, rejected): each candidate stops at its first failing filter, counted in the funnel."""
         checks = [(name, (lambda item, c=check: c(item["instruction"]))) for name, check in self.checks]
+        if self.config.drop_truncated:
+            checks.insert(0, ("complete", lambda item: CUT if item.get("cut") else None))
         checks.append((f"ROUGE-L <= {self.config.threshold}",
                        lambda item: None if index.add_if_new(item["instruction"]) else "near-duplicate"))
         kept, rejected = [], []
@@ -271,32 +292,38 @@ class SelfInstruct:
                 item["instances"] = [(item["input"], item["output"])] if item["output"].strip() else []
         elif cfg.method == "magpie":
             answers = self._chat([item["instruction"] for item in kept], r, timer)
-            for item, answer in zip(kept, answers):
+            for item, (answer, cut) in zip(kept, answers):
                 item["is_classification"] = None
-                item["instances"] = [("", answer.strip())] if answer.strip() else []
+                item["instances"] = [("", answer.strip())] if answer.strip() and not cut else []
+                if answer.strip() and cfg.drop_truncated:
+                    funnel.count("complete example", CUT if cut else None)
         else:
             prompts = [P.encode_classification_prompt(item["instruction"], self.seeds) for item in kept]
-            flags = [P.parse_classification_answer(a, cfg.faithful)
-                     for a in self._complete(prompts, "classification", r, timer)] if kept else []
+            flags = [P.parse_classification_answer(a, cfg.faithful)   # a 3-token Yes/No: never judged as cut
+                     for a, _ in self._complete(prompts, "classification", r, timer)] if kept else []
             prompts = [P.encode_instance_prompt(item["instruction"], flag, self.seeds)
                        for item, flag in zip(kept, flags)]
             raws = self._complete(prompts, "instances", r, timer) if kept else []
-            for item, flag, raw in zip(kept, flags, raws):
+            for item, flag, (raw, cut) in zip(kept, flags, raws):
                 parse = P.parse_classification_instances if flag else P.parse_generation_instances
                 item["is_classification"] = flag
-                item["instances"] = parse(raw, cfg.faithful)[: cfg.max_instances]
+                instances = parse(raw, cfg.faithful, drop_last=cut)
+                if cfg.drop_truncated:   # examples the cut removed (0 when the last one was invalid anyway)
+                    funnel.count("complete example", None, len(instances))
+                    funnel.count("complete example", CUT, max(0, len(parse(raw, cfg.faithful)) - len(instances)))
+                item["instances"] = instances[: cfg.max_instances]
         for item in kept:
             funnel.count("instances", None if item["instances"] else "no valid instance")
 
-    def _chat(self, queries: list[str], r: int, timer: dict) -> list[str]:
+    def _chat(self, queries: list[str], r: int, timer: dict) -> list[tuple[str, bool]]:
         if not queries:
             return []
         start = time.perf_counter()
         out = self.llm.chat([[{"role": "user", "content": q}] for q in queries],
                             **self.config.sampling["response"].kwargs(), seed=self.config.seed + r,
-                            batch_size=self.config.llm_batch_size, progress=False)
+                            batch_size=self.config.llm_batch_size, progress=False, return_finish=True)
         timer["seconds"] = timer.get("seconds", 0.0) + time.perf_counter() - start
-        return out
+        return [(text, self.config.drop_truncated and finish == "length") for text, finish in out]
 
     def _provenance(self, item: dict, task_id: str, r: int) -> dict:
         cfg = self.config

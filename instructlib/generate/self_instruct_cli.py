@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds")
     p.add_argument("--patience", type=int, default=10,
                    help="stop after this many rounds in a row that keep nothing (default 10)")
+    p.add_argument("--keep-truncated", action="store_true",
+                   help="keep text cut off at the token limit (default: drop it, filter 'complete')")
     p.set_defaults(func=run)
 
 
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = SelfInstructConfig(num_instructions=args.num_instructions, method=args.method,
                                     batch_size=args.batch_size, faithful=args.faithful, language=args.language,
-                                    seed=args.seed, max_rounds=args.max_rounds, patience=args.patience)
+                                    seed=args.seed, max_rounds=args.max_rounds, patience=args.patience,
+                                    drop_truncated=not args.keep_truncated)
         seeds = load_seed_pool(args.seeds, args.language)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -153,8 +153,12 @@ def filter_duplicate_instances(instances: list[tuple[str, str]]) -> list[tuple[s
     return list(dict.fromkeys(instances))
 
 
-def parse_generation_instances(text: str, faithful: bool = False) -> list[tuple[str, str]]:
-    """Input-first output -> [(input, output)], invalid and conflicting ones removed."""
+def parse_generation_instances(text: str, faithful: bool = False, drop_last: bool = False) -> list[tuple[str, str]]:
+    """Input-first output -> [(input, output)], invalid and conflicting ones removed.
+
+    ``drop_last``: the output ran out of tokens, so its last example is probably cut; the reference
+    removes it before filtering.
+    """
     text = text.strip()
     if re.search(r"Example\s?\d*\.?", text):
         pieces = [p.strip() for p in re.split(r"Example\s?\d*\.?", text) if p.strip()]
@@ -163,11 +167,11 @@ def parse_generation_instances(text: str, faithful: bool = False) -> list[tuple[
         found = [parse_input_output(text, faithful)]
     else:
         return []
-    return filter_duplicate_instances(filter_invalid_instances(found))
+    return filter_duplicate_instances(filter_invalid_instances(found[:-1] if drop_last else found))
 
 
-def parse_classification_instances(text: str, faithful: bool = False) -> list[tuple[str, str]]:
-    """Output-first output (``Class label: X`` then its input) -> [(input, label)], filtered."""
+def parse_classification_instances(text: str, faithful: bool = False, drop_last: bool = False) -> list[tuple[str, str]]:
+    """Output-first output (``Class label: X`` then its input) -> [(input, label)], filtered (``drop_last``: as above)."""
     label_re = rf"Class label\s*{_colon(faithful)}"
     if not re.search(label_re, text):
         return []
@@ -178,7 +182,7 @@ def parse_classification_instances(text: str, faithful: bool = False) -> list[tu
         inp = fields[1].strip() if len(fields) == 2 else ""
         inp = re.sub(rf"^Input\s*\d*\s*{_colon(faithful)}", "", inp).strip()
         found.append((inp, label))
-    return filter_duplicate_instances(filter_invalid_instances(found))
+    return filter_duplicate_instances(filter_invalid_instances(found[:-1] if drop_last else found))
 
 
 # ---- Alpaca-style: whole tasks in one list ---------------------------------------------------
