@@ -341,3 +341,26 @@ def test_a_client_that_leaves_mid_stream_frees_its_place(tiny_llm):
     cancelled, text, rows = asyncio.run(main())
     assert cancelled and isinstance(text, str)
     assert rows < 50  # the abandoned sequence was dropped, not decoded to its 50 tokens
+
+
+def test_a_non_streaming_job_is_handed_over_once(tiny_llm):
+    async def main():
+        engine = Engine(max_batch_size=4, max_queue=4)
+        engine.set_llm(tiny_llm)
+        engine.start()
+        common = dict(temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=True)
+        streamed = await engine.generate("Add the two numbers.", max_tokens=12, **common)
+        job = engine.enqueue("Add the two numbers.", max_tokens=12, stream=False, **common)
+        events = [e async for e in engine.events(job)]
+        engine.shutdown()
+        return streamed, events, engine._pending
+
+    streamed, events, pending = asyncio.run(main())
+    assert events == [(streamed[0], "length", 12)] and pending == 0  # the whole text in one event, place freed
+
+
+def test_engine_tokenizes_like_the_tokenizer(tiny_llm):
+    engine = Engine()
+    engine.set_llm(tiny_llm)
+    for text in ["Add the two numbers.\n\n3 4", "  two  spaces ", "中文 和 English", "### Response:\n"]:
+        assert engine.encode(text) == tiny_llm.tokenizer(text, add_special_tokens=False)["input_ids"]

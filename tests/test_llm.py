@@ -228,7 +228,7 @@ def test_continuous_batching_equals_complete_with_joins_and_leaves(model, tiny, 
                 reasons[key] = (reason, n)
     assert [(texts[k], reasons[k][0]) for k in range(len(PROMPTS))] == expected
     assert [reasons[k][1] for k in range(len(PROMPTS))] == lengths  # all ran to max_new_tokens
-    assert max(batcher.forward_sizes) > 1 and len(batcher) == 0 and batcher.mask is None
+    assert max(batcher.forward_sizes) > 1 and len(batcher) == 0 and batcher.owner is None and not batcher.kv
 
 
 def test_continuous_batching_stop_strings_and_seeded_sampling(tiny, tok, one_thread):
@@ -259,3 +259,33 @@ def test_continuous_batching_stop_strings_and_seeded_sampling(tiny, tok, one_thr
         ContinuousBatcher(llm).add("long", "word " * 200, max_new_tokens=4)
     with pytest.raises(TypeError):
         ContinuousBatcher(LLM.wrap(tiny, tok))  # TinyGPT itself has no key/value cache interface
+
+
+@pytest.mark.parametrize("model,attention", [("gpt2", "sdpa"), ("gpt2", "eager"), ("llama", "sdpa"), ("llama", "eager")])
+def test_continuous_batching_packs_sequences_into_one_forward(model, attention, tiny, tok, one_thread):
+    from instructlib.models.llm import ContinuousBatcher
+
+    llm = LLM.wrap(tiny.to_hf(), tok) if model == "gpt2" else tiny_llama(tok)
+    llm.model.set_attn_implementation(attention)
+    prompts = PROMPTS + [p + " again" for p in PROMPTS]  # 10 sequences x (prompt + 20 tokens) > the 64-token context
+    expected = llm.complete(prompts, max_new_tokens=20, batch_size=1)
+    batcher = ContinuousBatcher(llm)
+    for k, p in enumerate(prompts):
+        batcher.add(k, p, max_new_tokens=20)
+    texts = {}
+    while len(batcher):
+        for key, piece, _, _ in batcher.step():
+            texts[key] = texts.get(key, "") + piece
+    assert [texts[k] for k in range(len(prompts))] == expected
+    assert batcher.forward_sizes == [len(prompts)] * 20  # prefill and every decode step: one pass for all
+
+
+def test_continuous_batching_refuses_attention_without_custom_masks(tiny, tok):
+    from instructlib.models.llm import ContinuousBatcher, supports_continuous_batching
+
+    llm = LLM.wrap(tiny.to_hf(), tok)
+    assert supports_continuous_batching(llm)
+    llm.model.config._attn_implementation_internal = "flash_attention_2"  # takes no 4-D mask
+    assert not supports_continuous_batching(llm)
+    with pytest.raises(TypeError, match="sdpa or eager"):
+        ContinuousBatcher(llm)

@@ -156,6 +156,8 @@ class Job:
     on_done: Optional[Callable[[], None]] = None  # called on the event loop once the job is over
     released: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
+    stream: bool = True                 # False: the handler wants only the whole text, sent once at the end
+    held: list[str] = field(default_factory=list)  # pieces kept back while not streaming
 
     def key(self) -> tuple:
         """Jobs with equal keys can share one static ``llm.complete`` call."""
@@ -164,21 +166,34 @@ class Job:
     def emit(self, item) -> None:
         """Hand an event to the request's handler (called from the generation thread)."""
         final = isinstance(item, BaseException) or item[1] is not None
+        if not final and not self.stream:  # one wake-up of the event loop per request, not one per piece
+            self.held.append(item[0])
+            return
+        if self.held and not isinstance(item, BaseException):
+            item, self.held = ("".join(self.held) + item[0], *item[1:]), []
+        if final and not self.released:  # deliver and free the queue place in one hand-over
+            self.released = True
+            self._call(self._finish, item)
+        elif not final:
+            self._call(self.events.put_nowait, item)
+
+    def _finish(self, item) -> None:
+        self.events.put_nowait(item)
+        if self.on_done is not None:
+            self.on_done()
+
+    def _call(self, fn, *args) -> None:
         try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+            self.loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the event loop is gone (shutdown)
             pass
-        if final:
-            self.release()
 
     def release(self) -> None:
         """The job is over (finished, failed or dropped): free its place in the queue (generation thread)."""
         if not self.released:
             self.released = True
-            try:
-                self.loop.call_soon_threadsafe(self.on_done)
-            except RuntimeError:
-                pass
+            if self.on_done is not None:
+                self._call(self.on_done)
 
 
 class Overloaded(Exception):
@@ -186,10 +201,10 @@ class Overloaded(Exception):
 
 
 def _continuous(llm) -> bool:
-    """True when ``llm`` can be decoded step by step (a CausalLM over a transformers model)."""
-    from ..models.llm import CausalLM, is_transformers_model
+    """True when ``llm`` can be decoded step by step (``models.llm.supports_continuous_batching``)."""
+    from ..models.llm import supports_continuous_batching
 
-    return isinstance(llm, CausalLM) and is_transformers_model(llm.model)
+    return supports_continuous_batching(llm)
 
 
 class Engine:
@@ -240,6 +255,9 @@ class Engine:
             return None
         tokenizer, lock = counter
         with lock:  # a fast tokenizer must not be used from two threads at once
+            backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer: same ids, less Python
+            if backend is not None:
+                return backend.encode(text, add_special_tokens=False).ids
             return tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def count_tokens(self, text: str) -> int:
@@ -552,7 +570,7 @@ def create_app(config: ServerConfig):
     def enqueue(prompts: list[tuple[str, Optional[list[int]]]], req: _Request, max_tokens: int) -> list[Job]:
         stop = tuple([req.stop] if isinstance(req.stop, str) else (req.stop or []))
         settings = dict(max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed,
-                        ignore_eos=req.ignore_eos)
+                        ignore_eos=req.ignore_eos, stream=bool(req.stream))
         if engine._pending + len(prompts) > engine.max_queue:
             raise APIError(429, "The server is overloaded (request queue full); retry shortly.",
                            type="rate_limit_error", code="queue_full")
@@ -598,9 +616,11 @@ def create_app(config: ServerConfig):
             for t in tasks:
                 t.cancel()
 
-    def log(request_id: str, kind: str, request: dict, outputs: list[str]) -> None:
+    async def write_log(request_id: str, kind: str, request: dict, outputs: list[str]) -> None:
+        """Append the request to the log (in a worker thread: the write is fsync'ed); no-op without a log."""
         if store is not None:
-            store.log_request(request_id, kind, config.model_name, engine.version, request, outputs)
+            await asyncio.to_thread(store.log_request, request_id, kind, config.model_name, engine.version,
+                                    request, outputs)
 
     def usage_of(n_prompt: int, n_out: int) -> dict:
         return {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
@@ -633,10 +653,10 @@ def create_app(config: ServerConfig):
                 if (req.stream_options or {}).get("include_usage"):
                     yield _sse({**head, "choices": [], "usage": usage_of(n_prompt, total)})
                 yield "data: [DONE]\n\n"
-                await asyncio.to_thread(log, rid, "completion", {"prompt": req.prompt}, texts)
+                await write_log(rid, "completion", {"prompt": req.prompt}, texts)
             return StreamingResponse(events(), media_type="text/event-stream", headers={"x-request-id": rid})
         results = await asyncio.gather(*(collect(j) for j in jobs))
-        await asyncio.to_thread(log, rid, "completion", {"prompt": req.prompt}, [t for t, _, _ in results])
+        await write_log(rid, "completion", {"prompt": req.prompt}, [t for t, _, _ in results])
         return JSONResponse({**head, "choices": [
             {"text": t, "index": i, "logprobs": None, "finish_reason": r} for i, (t, r, _) in enumerate(results)],
             "usage": usage_of(n_prompt, sum(n for _, _, n in results))}, headers={"x-request-id": rid})
@@ -666,10 +686,10 @@ def create_app(config: ServerConfig):
                         if (req.stream_options or {}).get("include_usage"):
                             yield _sse({**chunk, "choices": [], "usage": usage_of(n_prompt, n)})
                 yield "data: [DONE]\n\n"
-                await asyncio.to_thread(log, rid, "chat", {"messages": messages}, [text])
+                await write_log(rid, "chat", {"messages": messages}, [text])
             return StreamingResponse(events(), media_type="text/event-stream", headers={"x-request-id": rid})
         text, reason, n_out = await collect(job)
-        await asyncio.to_thread(log, rid, "chat", {"messages": messages}, [text])
+        await write_log(rid, "chat", {"messages": messages}, [text])
         return JSONResponse({**head, "object": "chat.completion", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}],
             "usage": usage_of(n_prompt, n_out)}, headers={"x-request-id": rid})

@@ -23,6 +23,7 @@ gives the same text; a different ``batch_size`` gives different (equally valid) 
 """
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -293,7 +294,7 @@ class _Sequence:
     """One prompt being decoded by ``ContinuousBatcher``."""
 
     __slots__ = ("key", "ids", "max_new_tokens", "temperature", "top_p", "stop", "generator", "sent", "hold",
-                 "ignore_eos")
+                 "ignore_eos", "slot", "cached", "last")
 
     def __init__(self, key, max_new_tokens, temperature, top_p, stop, seed, ignore_eos=False):
         self.key, self.ids, self.max_new_tokens, self.sent = key, [], max_new_tokens, ""
@@ -304,6 +305,7 @@ class _Sequence:
             self.generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
         # how much text to hold back while it could still grow into a stop string
         self.hold = max((len(s) for s in self.stop), default=1) - 1
+        self.slot, self.cached, self.last = -1, 0, -1  # cache owner id, tokens in the cache, token to feed next
 
 
 def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -315,23 +317,29 @@ def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(k, v) for k, v in cache]
 
 
-def _pad_left(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    if t.shape[dim] == width:
-        return t
-    shape = list(t.shape)
-    shape[dim] = width - t.shape[dim]
-    return torch.cat([t.new_zeros(shape), t], dim=dim)
+def supports_continuous_batching(llm) -> bool:
+    """True when ``ContinuousBatcher`` can serve ``llm``: a transformers causal LM whose attention takes a
+    custom 4-D mask (the ``sdpa`` and ``eager`` implementations; flash attention does not)."""
+    if not isinstance(llm, CausalLM) or not is_transformers_model(llm.model):
+        return False
+    return getattr(llm.model.config, "_attn_implementation", None) in ("sdpa", "eager")
 
 
 class ContinuousBatcher:
     """Iteration-level batching over a transformers causal LM: sequences join and leave between steps.
 
-    ``add`` queues a prompt; every ``step`` first decodes one token for each running sequence (one
-    forward over their key/value cache), then prefills the prompts added since the last step (one
-    left-padded forward) and merges their caches into the running batch. It returns, per sequence
-    that produced text or finished, ``(key, new_text, finish_reason_or_None, n_generated_tokens)``.
-    A sequence that finishes leaves the batch at once, so a long answer never holds short ones
-    back, and new prompts do not wait for the batch in flight — the two costs of static batching.
+    ``add`` queues a prompt; every ``step`` runs **one** forward pass that decodes the next token of every
+    running sequence *and* prefills every prompt added since the last step. The sequences are packed
+    side by side into a single row ("ragged" batching, as vLLM does): the step's input is each running
+    sequence's newest token followed by each new prompt's tokens; one key/value cache holds every
+    sequence's past, and a 4-D attention mask lets each token see only its own sequence's earlier
+    tokens, with position ids counted per sequence. So a newcomer costs no extra forward pass and no
+    padding, a finished sequence leaves at once (its cache columns are dropped), and a long answer never
+    holds a short one back. ``step`` returns, per sequence that produced text or finished,
+    ``(key, new_text, finish_reason_or_None, n_generated_tokens)``.
+
+    The price of one dense row: attention work grows with the *total* cached length of the batch
+    (vLLM's paged-attention kernels avoid that); for the course's small batches it is negligible.
 
     Greedy text equals ``LLM.complete``'s up to floating-point ties (the benchmark counts identical
     answers); sampling draws from a generator per sequence, so a seeded answer does not depend on
@@ -340,21 +348,25 @@ class ContinuousBatcher:
     """
 
     def __init__(self, llm: "CausalLM"):
-        if not isinstance(llm, CausalLM) or not is_transformers_model(llm.model):
-            raise TypeError("ContinuousBatcher needs a CausalLM over a transformers model")
+        if not supports_continuous_batching(llm):
+            raise TypeError("ContinuousBatcher needs a CausalLM over a transformers model with sdpa or eager "
+                            "attention")
         self.llm, self.model, self.tokenizer = llm, llm.model, llm.tokenizer
         self.model.eval()
         self.eos = set(llm._eos_ids())
         self.limit = llm._max_length()
-        self.rows: list[_Sequence] = []   # running sequences, in cache order
-        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.mask: Optional[torch.Tensor] = None  # (rows, cached positions), 1 = real token
-        self.last: Optional[torch.Tensor] = None  # (rows, 1): each row's newest token, not yet in the cache
+        self.bool_mask = self.model.config._attn_implementation == "sdpa"  # eager wants an additive float mask
+        self.rows: list[_Sequence] = []   # running sequences, in the order of the step's input
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer: (1, heads, cached tokens, head dim)
+        self.owner: Optional[torch.Tensor] = None  # (cached tokens,): the slot of the sequence each belongs to
         self.waiting: list[tuple[_Sequence, list[int]]] = []
-        self.forward_sizes: list[int] = []  # rows per forward pass (statistics)
+        self.forward_sizes: list[int] = []  # sequences per forward pass (statistics)
+        self._slots = 0
         from ..data.prompts import cache_keyword
 
         self.keyword = cache_keyword(self.model)  # "cache" from transformers 5.24, "past_key_values" before
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft passes it on
+        self.keep_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
 
     def __len__(self) -> int:
         """Sequences running or waiting to join."""
@@ -384,21 +396,32 @@ class ContinuousBatcher:
     def cancel(self, key) -> None:
         """Drop a sequence (its client went away)."""
         self.waiting = [(s, ids) for s, ids in self.waiting if s.key != key]
-        keep = [i for i, s in enumerate(self.rows) if s.key != key]
-        if len(keep) < len(self.rows):
-            self._select(keep)
+        self._drop([s for s in self.rows if s.key == key])
 
     # -- the step ---------------------------------------------------------------------------------
 
-    def _forward(self, input_ids, mask, positions, kv):
+    def _mask(self, q_owner: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
+        """(1, 1, new tokens, cached + new tokens): a token sees its own sequence's past and earlier new tokens."""
+        past = self.owner if self.owner is not None else q_owner.new_empty(0)
+        same_past = q_owner[:, None] == past[None, :]
+        same_new = (q_owner[:, None] == q_owner[None, :]) & (q_pos[None, :] <= q_pos[:, None])
+        allowed = torch.cat([same_past, same_new], dim=1)[None, None]
+        if self.bool_mask:
+            return allowed
+        dtype = next(self.model.parameters()).dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)
+
+    def _forward(self, input_ids, mask, positions, ends):
         from transformers import DynamicCache
 
-        cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache()
+        cache = DynamicCache(ddp_cache_data=self.kv) if self.kv else DynamicCache()
+        extra = {"logits_to_keep": ends} if self.keep_logits else {}  # only each sequence's last position
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         **{self.keyword: cache})
-        self.forward_sizes.append(input_ids.shape[0])
+                         **{self.keyword: cache}, **extra)
         returned = cache if self.keyword == "cache" else (getattr(out, "past_key_values", None) or cache)
-        return out.logits[:, -1, :].float(), _cache_tensors(returned)
+        logits = out.logits[0] if self.keep_logits else out.logits[0, ends]
+        return logits.float(), _cache_tensors(returned)
 
     def _choose(self, logits: torch.Tensor, seqs: list[_Sequence]) -> list[int]:
         tokens = logits.argmax(dim=-1).tolist()
@@ -413,66 +436,60 @@ class ContinuousBatcher:
                 tokens[i] = int(torch.multinomial(probs / probs.sum(), 1, generator=s.generator))
         return tokens
 
-    def _select(self, keep: list[int]) -> None:
-        index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
-        self.rows = [self.rows[i] for i in keep]
-        self.mask, self.last = self.mask[index], self.last[index]
-        self.kv = [(k[index], v[index]) for k, v in self.kv]
-        if self.rows:  # drop cache columns that are padding in every remaining row
-            first = int(self.mask.any(dim=0).float().argmax())
-            if first:
-                self.mask = self.mask[:, first:]
-                self.kv = [(k[:, :, first:], v[:, :, first:]) for k, v in self.kv]
-        else:
-            self.kv, self.mask, self.last = [], None, None
+    def _drop(self, gone: list[_Sequence]) -> None:
+        """Remove finished or cancelled sequences and their cache columns."""
+        if not gone:
+            return
+        slots = {s.slot for s in gone}
+        self.rows = [s for s in self.rows if s.slot not in slots]
+        if not self.rows:
+            self.kv, self.owner = [], None
+            return
+        keep = (~torch.isin(self.owner, torch.tensor(sorted(slots), device=self.owner.device))).nonzero().squeeze(1)
+        self.owner = self.owner[keep]
+        self.kv = [(k.index_select(2, keep), v.index_select(2, keep)) for k, v in self.kv]
 
     def step(self) -> list[tuple]:
-        """Decode one token for every running sequence and admit the waiting ones; return their news."""
+        """One forward pass: the next token of every running sequence and the prefill of the waiting ones."""
+        joining, self.waiting = self.waiting, []
+        for s, ids in joining:
+            s.slot, self._slots = self._slots, self._slots + 1
+        seqs = self.rows + [s for s, _ in joining]
+        if not seqs:
+            return []
+        tokens, owner, positions, ends = [], [], [], []
+        for s in self.rows:  # one token each: the newest, not yet in the cache
+            tokens.append(s.last)
+            owner.append(s.slot)
+            positions.append(s.cached)
+            ends.append(len(tokens) - 1)
+        for s, ids in joining:  # the whole prompt
+            tokens += ids
+            owner += [s.slot] * len(ids)
+            positions += range(len(ids))
+            ends.append(len(tokens) - 1)
         device = self.llm.device
-        news, tokens_of = [], {}
+        owner_t, pos_t = torch.tensor(owner, device=device), torch.tensor(positions, device=device)
         with torch.no_grad():
-            if self.rows:
-                mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
-                positions = self.mask.sum(dim=1, keepdim=True)
-                logits, self.kv = self._forward(self.last, mask, positions, self.kv)
-                self.mask = mask
-                for s, t in zip(self.rows, self._choose(logits, self.rows)):
-                    tokens_of[id(s)] = t
-            if self.waiting:
-                joining, self.waiting = self.waiting, []
-                width = max(len(ids) for _, ids in joining)
-                pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-                ids = torch.tensor([[pad] * (width - len(i)) + i for _, i in joining], device=device)
-                mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for _, i in joining], device=device)
-                positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-                logits, kv = self._forward(ids, mask, positions, [])
-                seqs = [s for s, _ in joining]
-                for s, t in zip(seqs, self._choose(logits, seqs)):
-                    tokens_of[id(s)] = t
-                self._merge(seqs, kv, mask)
-        keep, last = [], []
-        for i, s in enumerate(self.rows):
-            item = self._advance(s, tokens_of[id(s)])
+            logits, self.kv = self._forward(torch.tensor([tokens], device=device), self._mask(owner_t, pos_t),
+                                            pos_t[None], torch.tensor(ends, device=device))
+        self.owner = owner_t if self.owner is None else torch.cat([self.owner, owner_t])
+        self.forward_sizes.append(len(seqs))
+        for s in self.rows:
+            s.cached += 1
+        for s, ids in joining:
+            s.cached = len(ids)
+        self.rows = seqs
+        news, gone = [], []
+        for s, t in zip(seqs, self._choose(logits, seqs)):
+            s.last = t
+            item = self._advance(s, t)
             if item is not None:
                 news.append(item)
-            if item is None or item[2] is None:
-                keep.append(i)
-            last.append(tokens_of[id(s)])
-        self.last = torch.tensor(last, device=device).unsqueeze(1)
-        if len(keep) < len(self.rows):
-            self._select(keep)
+                if item[2] is not None:
+                    gone.append(s)
+        self._drop(gone)
         return news
-
-    def _merge(self, seqs, kv, mask) -> None:
-        if not self.rows:
-            self.rows, self.kv, self.mask = list(seqs), kv, mask
-            return
-        width = max(self.mask.shape[1], mask.shape[1])
-        self.kv = [(torch.cat([_pad_left(k0, width, 2), _pad_left(k1, width, 2)]),
-                    torch.cat([_pad_left(v0, width, 2), _pad_left(v1, width, 2)]))
-                   for (k0, v0), (k1, v1) in zip(self.kv, kv)]
-        self.mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(mask, width, 1)])
-        self.rows = self.rows + list(seqs)
 
     def _advance(self, s: _Sequence, token: int):
         """Record ``token`` for ``s``; return (key, new text, finish reason or None, n tokens) or None."""
