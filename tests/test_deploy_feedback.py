@@ -13,8 +13,8 @@ import pytest
 from deploy_helpers import make_tiny_model_dir, server_process
 from instructlib.data.verifiable import make_examples
 from instructlib.deploy.feedback import (FEEDBACK_LOG, REQUESTS_LOG, AdapterRegistry, FeedbackStore, answers, gate,
-                                         label, label_logs, labelled_records, mix_with_replay, paired_interval,
-                                         train_adapter)
+                                         label, label_logs, labelled_records, mix_with_replay,
+                                         non_inferiority_bound, paired_interval, scale_adapter, train_adapter)
 from instructlib.deploy.redact import redact, was_redacted
 from instructlib.files import JSONLAppender
 from instructlib.models.llm import ScriptedLLM
@@ -177,6 +177,68 @@ def test_gate_rejects_a_worse_adapter_and_passes_a_better_one():
     assert "REJECT" in str(rejected)
 
 
+def _outcome_answers(examples, right):
+    """Answers that are right exactly where ``right`` is true."""
+    return [e.record.output if ok else "wrong" for e, ok in zip(examples, right)]
+
+
+def test_non_inferiority_gate():
+    import random
+
+    examples = make_examples("test", 100, seed=0)   # 1,300 items
+    n = len(examples)
+    rng = random.Random(0)
+    served_right = [rng.random() < 0.2 for _ in range(n)]
+    served = _outcome_answers(examples, served_right)
+    # equally good: the same number right, 4 % of the items swapped between right and wrong
+    flip = set(rng.sample([i for i in range(n) if served_right[i]], 26))
+    flip |= set(rng.sample([i for i in range(n) if not served_right[i]], 26))
+    equal = _outcome_answers(examples, [r != (i in flip) for i, r in enumerate(served_right)])
+    result = gate(served, equal, examples, margin=0.02)
+    assert result.difference == 0 and result.passed and -0.02 < result.lower_bound < 0
+    assert "non-inferiority" in str(result) and "PASS" in str(result)
+    # clearly worse: 5 points fewer right
+    worse_right = list(served_right)
+    for i in rng.sample([i for i in range(n) if served_right[i]], 65):
+        worse_right[i] = False
+    worse = gate(served, _outcome_answers(examples, worse_right), examples, margin=0.02)
+    assert not worse.passed and worse.lower_bound < -0.02 and "REJECT" in str(worse)
+    # the point-estimate rule with a generous tolerance would have let it through: the rules differ
+    assert gate(served, _outcome_answers(examples, worse_right), examples, tolerance=0.06).passed
+    # equally good on a tiny set: the interval is too wide to show non-inferiority
+    tiny = examples[:8]
+    tiny_served = _outcome_answers(tiny, [True, True, False, False, True, False, False, False])
+    tiny_cand = _outcome_answers(tiny, [False, False, True, True, True, False, False, False])
+    small = gate(tiny_served, tiny_cand, tiny, margin=0.02)
+    assert small.difference == 0 and not small.passed and small.lower_bound < -0.3
+    # identical answers: no disagreement, the bound is the difference itself
+    assert gate(served, served, examples, margin=0.0).passed
+
+
+@pytest.mark.parametrize("kwargs", [{"margin": -0.01}, {"margin": 1.5}, {"margin": "2%"},
+                                    {"margin": 0.02, "tolerance": 0.01}, {"confidence": 1.0},
+                                    {"margin": 0.02, "confidence": 0.3}])
+def test_gate_bad_arguments(kwargs):
+    examples = make_examples("test", 1, seed=0)
+    outputs = [e.record.output for e in examples]
+    with pytest.raises(ValueError):
+        gate(outputs, outputs, examples, **kwargs)
+
+
+def test_non_inferiority_bound():
+    from statistics import NormalDist
+
+    a, b = [1, 0, 1, 0, 1, 1], [1, 1, 0, 0, 1, 1]
+    mean, (lo, _) = paired_interval(a, b)
+    bound = non_inferiority_bound(a, b, 0.95)
+    assert mean == 0 and lo < bound < mean  # one-sided 95 % (z 1.645) is narrower than two-sided (1.96)
+    assert bound == pytest.approx(mean - NormalDist().inv_cdf(0.95) / 1.96 * (mean - lo))
+    with pytest.raises(ValueError):
+        non_inferiority_bound([1], [1, 0])
+    with pytest.raises(ValueError):
+        non_inferiority_bound([], [])
+
+
 def test_paired_interval():
     mean, (lo, hi) = paired_interval([1, 1, 0, 0], [1, 1, 1, 1])
     assert mean == 0.5 and lo < 0.5 < hi
@@ -221,3 +283,38 @@ def test_train_adapter_learns_the_feedback(tmp_path, one_thread):
     assert not before.chat(conv, max_new_tokens=3, progress=False)[0].startswith("57")
     again = train_adapter(base, tok, records, tmp_path / "adapter2", steps=2, init_adapter=out, progress=False)
     assert load_with_adapter(base, tok, again).chat(conv, max_new_tokens=3, progress=False)[0].startswith("57")
+
+
+def test_scale_adapter_interpolates_between_served_and_retrained(tmp_path, one_thread):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from instructlib.data.records import Record
+
+    model_dir = make_tiny_model_dir(tmp_path / "model")
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    out = train_adapter(base, tok, [Record("Add the two numbers.", "12 45", "57")] * 8, tmp_path / "adapter",
+                        steps=5, batch_size=8, lr=1e-2, progress=False)
+
+    def merged(adapter):
+        import copy
+
+        return PeftModel.from_pretrained(copy.deepcopy(base), str(adapter)).merge_and_unload().state_dict()
+
+    full, w0 = merged(out), base.state_dict()
+    half = merged(scale_adapter(out, tmp_path / "half", 0.5))
+    zero = merged(scale_adapter(out, tmp_path / "zero", 0.0))
+    key = next(k for k in full if k.endswith("attn.c_attn.weight"))
+    assert not torch.allclose(full[key], w0[key])
+    assert torch.allclose(half[key], (w0[key] + full[key]) / 2, atol=1e-6)
+    assert torch.equal(zero[key], w0[key])
+    assert (tmp_path / "half" / "adapter_config.json").is_file()
+    for bad in (-0.1, 1.5, "half"):
+        with pytest.raises(ValueError):
+            scale_adapter(out, tmp_path / "bad", bad)
+    with pytest.raises(ValueError):
+        scale_adapter(tmp_path / "model", tmp_path / "bad", 0.5)  # not an adapter directory

@@ -11,7 +11,10 @@
    the update does not forget what the model already did well; ``train_adapter`` fine-tunes a LoRA
    adapter with chapter 05's loop and peft.
 4. **Gate.** ``gate`` compares exact match of the candidate and the served model on a held-out set
-   that feedback never touches; the candidate must not lose more than ``tolerance``.
+   that feedback never touches. Two rules: the point estimate may not fall by more than
+   ``tolerance``, or (``margin=``) non-inferiority — the lower end of the one-sided ``confidence``
+   interval of the paired difference must stay above ``-margin``. ``scale_adapter`` shrinks an
+   adapter's update towards the served weights (WiSE-FT-style interpolation) before it is gated.
 5. **Redeploy.** ``AdapterRegistry`` keeps versioned adapter directories and which one is active;
    the server swaps to a version (or rolls back) without restarting.
 """
@@ -173,36 +176,79 @@ class GateResult:
     n: int
     tolerance: float
     passed: bool
+    margin: Optional[float] = None       # set: the non-inferiority rule decided
+    lower_bound: Optional[float] = None  # one-sided lower confidence bound of the paired difference
+    confidence: float = 0.95
 
     def __str__(self) -> str:
         verdict = "PASS" if self.passed else "REJECT"
+        if self.margin is None:
+            rule = f"tolerance {self.tolerance:.1%}"
+        else:
+            rule = (f"non-inferiority: one-sided {self.confidence:.0%} lower bound {self.lower_bound:+.1%} "
+                    f"vs margin -{self.margin:.1%}")
         return (f"gate {verdict}: exact match {self.served:.1%} -> {self.candidate:.1%} "
                 f"(difference {self.difference:+.1%}, 95% CI [{self.interval[0]:+.1%}, {self.interval[1]:+.1%}], "
-                f"n={self.n}, tolerance {self.tolerance:.1%})")
+                f"n={self.n}, {rule})")
 
 
-def paired_interval(a: Sequence[bool], b: Sequence[bool]) -> tuple[float, tuple[float, float]]:
-    """Mean of ``b - a`` over paired 0/1 outcomes and its normal-approximation 95 % interval."""
+def _paired_mean_se(a: Sequence[bool], b: Sequence[bool]) -> tuple[float, float]:
+    """Mean of ``b - a`` over paired outcomes and its standard error (sample variance, n - 1)."""
     d = [float(y) - float(x) for x, y in zip(a, b)]
     n = len(d)
     mean = sum(d) / n
     var = sum((x - mean) ** 2 for x in d) / max(1, n - 1)
-    half = 1.96 * math.sqrt(var / n)
+    return mean, math.sqrt(var / n)
+
+
+def paired_interval(a: Sequence[bool], b: Sequence[bool]) -> tuple[float, tuple[float, float]]:
+    """Mean of ``b - a`` over paired 0/1 outcomes and its normal-approximation 95 % interval."""
+    mean, se = _paired_mean_se(a, b)
+    half = 1.96 * se
     return mean, (mean - half, mean + half)
 
 
+def non_inferiority_bound(a: Sequence[bool], b: Sequence[bool], confidence: float = 0.95) -> float:
+    """Lower end of the one-sided ``confidence`` normal interval of the mean paired difference ``b - a``."""
+    from statistics import NormalDist
+
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence!r}")
+    if len(a) != len(b) or not a:
+        raise ValueError("non_inferiority_bound needs two equally long, non-empty lists of outcomes")
+    mean, se = _paired_mean_se(a, b)
+    return mean - NormalDist().inv_cdf(confidence) * se
+
+
 def gate(served_answers: Sequence[str], candidate_answers: Sequence[str], examples: Sequence,
-         tolerance: float = 0.0) -> GateResult:
-    """Pass when the candidate's exact match on ``examples`` is at least the served model's minus ``tolerance``."""
+         tolerance: float = 0.0, *, margin: Optional[float] = None, confidence: float = 0.95) -> GateResult:
+    """Decide whether the candidate may replace the served model, from exact match on ``examples``.
+
+    Without ``margin``: pass when the candidate's exact match is at least the served model's minus
+    ``tolerance`` (a point estimate, blind to the set's noise). With ``margin`` (non-inferiority):
+    pass when the one-sided ``confidence`` lower bound of the paired difference is at least ``-margin``.
+    """
     from ..data.verifiable import _check
 
     if not (len(served_answers) == len(candidate_answers) == len(examples)) or not examples:
         raise ValueError("gate needs one answer per example from each model, and at least one example")
+    if margin is not None:
+        if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
+            raise ValueError(f"margin must be a number in [0, 1) (a share of exact match), got {margin!r}")
+        if tolerance != 0.0:
+            raise ValueError("give either tolerance (point-estimate rule) or margin (non-inferiority), not both")
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence!r}")
     a = [_check(p, e) for p, e in zip(served_answers, examples)]
     b = [_check(p, e) for p, e in zip(candidate_answers, examples)]
     diff, ci = paired_interval(a, b)
     served, candidate = sum(a) / len(a), sum(b) / len(b)
-    return GateResult(served, candidate, diff, ci, len(a), tolerance, candidate >= served - tolerance - 1e-12)
+    if margin is None:
+        return GateResult(served, candidate, diff, ci, len(a), tolerance, candidate >= served - tolerance - 1e-12,
+                          confidence=confidence)
+    lower = non_inferiority_bound(a, b, confidence)
+    return GateResult(served, candidate, diff, ci, len(a), tolerance, lower >= -margin - 1e-12, margin, lower,
+                      confidence)
 
 
 # --- the versioned adapter directory ---------------------------------------------------------------
@@ -358,6 +404,29 @@ def load_with_adapter(base_model, tokenizer, adapter_dir: Optional[Path], name: 
 
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     return LLM.wrap(model.eval(), tokenizer, name=name)
+
+
+def scale_adapter(adapter_dir: Path, out_dir: Path, scale: float) -> Path:
+    """Copy a LoRA adapter with its update multiplied by ``scale`` (0: the served weights, 1: unchanged).
+
+    The update is ``(alpha / r) B A``, linear in ``B``: scaling every ``lora_B`` gives the weights
+    ``W + scale * delta`` — WiSE-FT's interpolation between the served and the retrained model.
+    """
+    from safetensors.torch import load_file, save_file
+
+    if not (isinstance(scale, (int, float)) and 0 <= scale <= 1):
+        raise ValueError(f"scale must be a number in [0, 1], got {scale!r}")
+    src, out = Path(adapter_dir), Path(out_dir)
+    weights = src / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"{weights}: no adapter weights (expected peft's adapter_model.safetensors)")
+    tensors = load_file(str(weights))
+    if not any("lora_B" in k for k in tensors):
+        raise ValueError(f"{weights}: no lora_B tensors: not a LoRA adapter")
+    shutil.copytree(src, out, dirs_exist_ok=True)
+    save_file({k: (v * scale).contiguous() if "lora_B" in k else v for k, v in tensors.items()},
+              str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return out
 
 
 def answers(llm, examples: Sequence, template: str = "chat", max_new_tokens: int = 20,
