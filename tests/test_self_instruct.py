@@ -350,6 +350,14 @@ def test_output_cut_at_max_new_tokens_is_dropped_and_counted(tmp_path, drop, fai
                                              "reasons": {"output cut at max_new_tokens": 2}}
 
 
+def test_nothing_cut_nothing_dropped(tmp_path):
+    result = self_instruct(CutLLM(cut_model, cut=lambda p: False), tmp_path / "n.jsonl", 10, batch_size=1,
+                           progress=False, max_rounds=1)
+    table = {row["filter"]: row for row in result.funnel.table()}
+    assert table["complete"]["reasons"] == {} and table["complete"]["kept"] == 3
+    assert table["complete example"] == {"filter": "complete example", "in": 9, "kept": 9, "dropped": 0, "reasons": {}}
+
+
 def test_cut_alpaca_task_and_magpie_query_and_answer_are_dropped(tmp_path):
     done = (" Give synonyms for the word happy please.\n4. Input:\n<noinput>\n4. Output:\nglad, cheerful\n###\n"
             "5. Instruction: Sort the numbers from small to large.\n5. Input:\n3, 1, 2\n5. Output:\n1, 2")

@@ -310,7 +310,9 @@ class SelfInstruct:
                 instances = parse(raw, cfg.faithful, drop_last=cut)
                 if cfg.drop_truncated:   # examples the cut removed (0 when the last one was invalid anyway)
                     funnel.count("complete example", None, len(instances))
-                    funnel.count("complete example", CUT, max(0, len(parse(raw, cfg.faithful)) - len(instances)))
+                    dropped = len(parse(raw, cfg.faithful)) - len(instances)
+                    if dropped > 0:
+                        funnel.count("complete example", CUT, dropped)
                 item["instances"] = instances[: cfg.max_instances]
         for item in kept:
             funnel.count("instances", None if item["instances"] else "no valid instance")
