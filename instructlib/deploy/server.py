@@ -7,13 +7,14 @@ sizes so far), and, when an adapter
 registry is configured, ``GET /v1/adapters``, ``POST /v1/adapters/activate``, ``POST /v1/adapters/rollback``.
 
 **Dynamic batching.** Every request becomes a job in one bounded queue, served by one generation
-thread. For transformers causal LMs the batching is **iteration-level** (continuous): before every
-decode step the thread admits whatever is waiting (up to ``max_batch_size`` sequences running),
-prefills the newcomers in one forward and merges their key/value caches into the running batch; a
+thread. For transformers causal LMs the batching is **iteration-level** (continuous): every step
+admits whatever is waiting (up to ``max_batch_size`` sequences running) and runs one forward pass
+that prefills the newcomers *and* decodes the next token of every running sequence
+(``models.llm.ContinuousBatcher``: the sequences packed into one row, a mask keeping them apart); a
 sequence that ends leaves at once. So a request never waits for a batch in flight to finish, a long
 answer never holds short ones back, and chat and completion requests with different settings share
-steps. Other models run in static batches through ``llm.complete``. On a CPU a step over 8
-sequences costs little more than a step over one, which is where the throughput comes from.
+steps. Other models run in static batches through ``llm.complete``. On a CPU a pass over 8
+sequences costs little more than a pass over one, which is where the throughput comes from.
 ``batch_wait_ms`` (default 0) makes an idle engine wait for company before it starts.
 
 **Overload.** The queue holds at most ``max_queue`` jobs; one more gets ``429`` at once instead of an
@@ -29,8 +30,9 @@ finished text piece by piece. ``finish_reason`` is ``"stop"`` (end of text or a 
 malformed JSON, missing or mistyped fields, too-long prompts and impossible ``max_tokens``, 404 for
 an unknown model or request id; the server keeps serving.
 
-FastAPI + uvicorn: pydantic validation, an asyncio event loop for many waiting connections, and
-``StreamingResponse`` for SSE, all well kept and already what the Python serving ecosystem uses.
+FastAPI + uvicorn (with httptools and uvloop): pydantic validation, an asyncio event loop for many
+waiting connections, and ``StreamingResponse`` for SSE, all well kept and already what the Python
+serving ecosystem uses.
 """
 from __future__ import annotations
 
