@@ -82,3 +82,25 @@ def test_capstone_fine_tunes_are_runs_of_the_one_run_cache(tmp_path, monkeypatch
     assert direct.from_cache and direct.path.name == meta["run"] and trained == [1], "one cache, one key"
     other, other_meta = cached_finetune("hand", hand, steps=3, seed=2, recipe=recipe, eval_records=val, progress=False)
     assert trained == [1, 1] and other_meta["run"] != meta["run"], "another seed is another run"
+
+
+def test_named_model_built_from_another_run_is_rebuilt_and_the_old_one_kept(tmp_path, monkeypatch, one_thread):
+    """capstone_model: an alias whose meta names another run (its data changed) is moved aside, then rebuilt."""
+    import json
+
+    from instructlib.evaluation import capstone
+    from instructlib.models import loader
+
+    target = tmp_path / "aliases" / "tinygpt-sft-hand-ci"
+    for module in (capstone, loader):
+        monkeypatch.setattr(module, "finetuned_path", lambda name: target)
+    target.mkdir(parents=True)
+    (target / "meta.json").write_text(json.dumps({"alias": "tinygpt-sft-hand", "run": "an-older-run"}))
+    path = capstone.capstone_model("tinygpt-sft-hand", progress=False)
+    meta = json.loads((path / "meta.json").read_text())
+    assert path == target and meta["run"].startswith("capstone-hand-written-seed0-") and (path / "model.pt").exists()
+    assert json.loads((tmp_path / "aliases" / "tinygpt-sft-hand-ci.replaced-1" / "meta.json").read_text())["run"] == \
+        "an-older-run", "the stale directory is kept, not deleted"
+    before = (path / "model.pt").stat().st_mtime_ns
+    assert capstone.capstone_model("tinygpt-sft-hand", progress=False) == path
+    assert (path / "model.pt").stat().st_mtime_ns == before, "a current alias is left alone"

@@ -72,18 +72,13 @@ def recipe_config(recipe: Recipe, steps: int, seed: int, with_eval: bool, progre
                        progress=progress)
 
 
-def cached_finetune(name: str, records: Sequence[Any], *, steps: int, seed: int, recipe: Recipe = Recipe(),
-                    eval_records: Optional[Sequence[Any]] = None, base_name: str = "tinygpt", progress: bool = True):
-    """Chapter 05's recipe on the course model through chapter 05's run cache: (model, meta), trained only on a miss.
-
-    The run is ``train.experiment.cached_train``'s (keyed by the encoded data, the training
-    configuration and the base model's version), stored as ``sft-runs/capstone-<name>-seed<seed>-...``.
-    """
+def _finetune_run(name: str, records: Sequence[Any], steps: int, seed: int, recipe: Recipe,
+                  eval_records: Optional[Sequence[Any]], base_name: str, progress: bool) -> dict:
+    """The arguments of ``cached_train`` for one capstone fine-tune (the run's identity)."""
     import copy
 
     from instructlib.models import load_model, load_tokenizer
     from instructlib.models.course import course_model_dir
-    from instructlib.train.experiment import cached_train
 
     if base_name != "tinygpt":
         raise ValueError("the capstone fine-tunes the course TinyGPT; other bases are future work")
@@ -91,11 +86,24 @@ def cached_finetune(name: str, records: Sequence[Any], *, steps: int, seed: int,
     max_len = base.config.block_size
     train_data = encode_dataset(_records(records), tokenizer, max_len, recipe.template)[0]
     eval_data = encode_dataset(_records(eval_records), tokenizer, max_len, recipe.template)[0] if eval_records else None
-    config = recipe_config(recipe, steps, seed, eval_data is not None, progress)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    run = cached_train(f"capstone-{safe}-seed{seed}", lambda: copy.deepcopy(base), train_data,
-                       DataCollatorForInstructions(tokenizer), config, eval_data=eval_data,
-                       key={"base": course_model_dir().name}, device=get_device())
+    return {"name": f"capstone-{safe}-seed{seed}", "make_model": lambda: copy.deepcopy(base), "train_data": train_data,
+            "collate": DataCollatorForInstructions(tokenizer),
+            "config": recipe_config(recipe, steps, seed, eval_data is not None, progress),
+            "eval_data": eval_data, "key": {"base": course_model_dir().name}}
+
+
+def cached_finetune(name: str, records: Sequence[Any], *, steps: int, seed: int, recipe: Recipe = Recipe(),
+                    eval_records: Optional[Sequence[Any]] = None, base_name: str = "tinygpt", progress: bool = True):
+    """Chapter 05's recipe on the course model through chapter 05's run cache: (model, meta), trained only on a miss.
+
+    The run is ``train.experiment.cached_train``'s (keyed by the encoded data, the training
+    configuration and the base model's version), stored as ``sft-runs/capstone-<name>-seed<seed>-...``.
+    """
+    from instructlib.train.experiment import cached_train
+
+    run = cached_train(**_finetune_run(name, records, steps, seed, recipe, eval_records, base_name, progress),
+                       device=get_device())
     info = run.info
     meta = {"name": name, "seed": seed, "steps_planned": info["config"]["max_steps"], "steps": info["step"],
             "tokens": info["tokens"], "best_val_loss": info["best_val_loss"], "stopped_early": info["stopped_early"],
@@ -212,25 +220,52 @@ def _condition(name: str) -> str:
     return ALIAS_CONDITIONS[name]
 
 
-def build_capstone_model(name: str, out: Path, progress: bool = False) -> None:
-    """Write the alias ``name`` into ``out``: its condition's first seed, trained (or read from the cache)."""
-    from instructlib.evaluation.capstone_data import capstone_sizes, train_sets
+def _alias_run(name: str, progress: bool = False) -> tuple[str, list, int]:
+    """(condition, training data, steps) of the alias ``name``: its condition's first seed at the capstone's budget."""
+    from instructlib.evaluation.capstone_data import train_sets
     from instructlib.models import load_tokenizer
 
     condition = _condition(name)
-    sizes, recipe = capstone_sizes(), capstone_recipe()
+    recipe = capstone_recipe()
     data = train_sets(conditions=[condition], progress=progress)[condition]
     encoded = encode_dataset(_records(data), load_tokenizer("tinygpt"), load_model_block_size(), recipe.template)[0]
-    steps = steps_for_budget(encoded, recipe.batch_size, capstone_budget())
-    model, meta = cached_finetune(condition, data, steps=steps, seed=sizes.seeds[0], recipe=recipe, progress=progress)
+    return condition, data, steps_for_budget(encoded, recipe.batch_size, capstone_budget())
+
+
+def build_capstone_model(name: str, out: Path, progress: bool = False) -> None:
+    """Write the alias ``name`` into ``out``: its condition's first seed, trained (or read from the cache)."""
+    from instructlib.evaluation.capstone_data import capstone_sizes
+
+    condition, data, steps = _alias_run(name, progress)
+    model, meta = cached_finetune(condition, data, steps=steps, seed=capstone_sizes().seeds[0], recipe=capstone_recipe(),
+                                  progress=progress)
     save_finetuned(out, model, {**meta, "alias": name, "condition": condition,
                                 "description": FINETUNED_ALIASES[name]})
 
 
 def capstone_model(name: str, progress: bool = True) -> Path:
-    """Build (once) the named fine-tuned model and return its directory; ``load_model(name)`` then loads it."""
+    """Build (once) the named fine-tuned model and return its directory; ``load_model(name)`` then loads it.
+
+    A directory built from another run (the condition's data or recipe changed since) is moved aside
+    to ``<dir>.replaced-<n>`` (kept, not deleted) and the alias is rebuilt from the current run.
+    """
+    import json
+
+    from instructlib.evaluation.capstone_data import capstone_sizes
+    from instructlib.train.experiment import run_dir
+
     _condition(name)
     path = finetuned_path(name)
+    if (path / "meta.json").exists():
+        condition, data, steps = _alias_run(name, progress)
+        args = _finetune_run(condition, data, steps, capstone_sizes().seeds[0], capstone_recipe(), None, "tinygpt",
+                             progress)
+        current = run_dir(args["name"], args["config"], args["train_data"], args["eval_data"], args["key"]).name
+        if json.loads((path / "meta.json").read_text()).get("run") != current:
+            n = 1
+            while path.with_name(f"{path.name}.replaced-{n}").exists():
+                n += 1
+            path.rename(path.with_name(f"{path.name}.replaced-{n}"))
     if not (path / "meta.json").exists():
         build_once(path, lambda out: build_capstone_model(name, out, progress))
     return finetuned_dir(name)

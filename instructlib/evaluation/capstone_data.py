@@ -119,7 +119,8 @@ def _self_instruct_settings(sizes: CapstoneSizes) -> dict:
     from instructlib.models import SMOLLM2
 
     return {"model": SMOLLM2, "instructions": sizes.si_instructions, "rounds": sizes.si_rounds,
-            "batch": sizes.si_batch, "tokens": sizes.si_tokens, "seeds": [t.to_dict() for t in verifiable_seed_tasks()]}
+            "batch": sizes.si_batch, "tokens": sizes.si_tokens, "seeds": [t.to_dict() for t in verifiable_seed_tasks()],
+            "drop_truncated": True}   # text cut at the token limit is dropped (chapter 08's default since session 5)
 
 
 def build_self_instruct(out: Path, sizes: CapstoneSizes, progress: bool = False) -> None:
@@ -134,8 +135,7 @@ def build_self_instruct(out: Path, sizes: CapstoneSizes, progress: bool = False)
                 "instances": Sampling(0.0, 1.0, t, instance_stop(3))}
     result = self_instruct(load_llm(SMOLLM2), out / "self_instruct.jsonl", sizes.si_instructions,
                            seeds=verifiable_seed_tasks(), progress=progress, language="en", batch_size=sizes.si_batch,
-                           max_rounds=sizes.si_rounds, max_instances=3, seed=0, sampling=sampling,
-                           drop_truncated=False)  # as cached for notebook 09's committed outputs (see its text)
+                           max_rounds=sizes.si_rounds, max_instances=3, seed=0, sampling=sampling)
     atomic_write_json(out / "summary.json", {
         "settings": {k: v for k, v in _self_instruct_settings(sizes).items() if k != "seeds"},
         "candidates": result.candidates, "machine_instructions": result.machine_instructions,
