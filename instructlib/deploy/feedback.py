@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 from ..data.formats import from_messages
 from ..data.records import DataError, Record, record_from_dict
-from ..files import JSONLAppender, atomic_write_json, atomic_write_text, read_jsonl_lenient
+from ..files import JSONLAppender, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl_lenient
 from .redact import redact, redact_obj
 
 REQUESTS_LOG, FEEDBACK_LOG = "requests.jsonl", "feedback.jsonl"
@@ -412,7 +412,7 @@ def scale_adapter(adapter_dir: Path, out_dir: Path, scale: float) -> Path:
     The update is ``(alpha / r) B A``, linear in ``B``: scaling every ``lora_B`` gives the weights
     ``W + scale * delta`` — WiSE-FT's interpolation between the served and the retrained model.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     if not (isinstance(scale, (int, float)) and 0 <= scale <= 1):
         raise ValueError(f"scale must be a number in [0, 1], got {scale!r}")
@@ -423,9 +423,12 @@ def scale_adapter(adapter_dir: Path, out_dir: Path, scale: float) -> Path:
     tensors = load_file(str(weights))
     if not any("lora_B" in k for k in tensors):
         raise ValueError(f"{weights}: no lora_B tensors: not a LoRA adapter")
-    shutil.copytree(src, out, dirs_exist_ok=True)
-    save_file({k: (v * scale).contiguous() if "lora_B" in k else v for k, v in tensors.items()},
-              str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):  # configuration first, each file atomically; the weights last
+        if f.is_file() and f.name != weights.name:
+            atomic_write_bytes(out / f.name, f.read_bytes())
+    scaled = {k: (v * scale).contiguous() if "lora_B" in k else v for k, v in tensors.items()}
+    atomic_write_bytes(out / weights.name, save(scaled, metadata={"format": "pt"}))
     return out
 
 
