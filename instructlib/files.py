@@ -222,6 +222,15 @@ class JSONLAppender:
             pass
 
 
+def move_aside(path: PathLike, label: str = "replaced") -> Path:
+    """Rename ``path`` to the first free ``<path>.<label>-<n>`` (kept, not deleted) and return the new path."""
+    path = Path(path)
+    n = 1
+    while path.with_name(f"{path.name}.{label}-{n}").exists():
+        n += 1
+    return path.rename(path.with_name(f"{path.name}.{label}-{n}"))
+
+
 def read_jsonl_lenient(path: PathLike) -> list[Any]:
     """Every complete line of a JSONL log (a missing file is empty; a torn last line is ignored)."""
     path = Path(path)

@@ -26,7 +26,7 @@ from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
 from instructlib.data.records import Record
 from instructlib.evaluation.bootstrap import mean_over_seeds
 from instructlib.evaluation.harness import EvalTable, evaluate
-from instructlib.files import build_once
+from instructlib.files import build_once, move_aside
 from instructlib.models.loader import (FINETUNED_ALIASES, finetuned_dir, finetuned_path, register_finetuned_builder,
                                        save_finetuned)
 
@@ -262,10 +262,7 @@ def capstone_model(name: str, progress: bool = True) -> Path:
                              progress)
         current = run_dir(args["name"], args["config"], args["train_data"], args["eval_data"], args["key"]).name
         if json.loads((path / "meta.json").read_text()).get("run") != current:
-            n = 1
-            while path.with_name(f"{path.name}.replaced-{n}").exists():
-                n += 1
-            path.rename(path.with_name(f"{path.name}.replaced-{n}"))
+            move_aside(path)
     if not (path / "meta.json").exists():
         build_once(path, lambda out: build_capstone_model(name, out, progress))
     return finetuned_dir(name)
