@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from instructlib.config import get_device
 from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
@@ -29,6 +29,9 @@ from instructlib.evaluation.harness import EvalTable, evaluate
 from instructlib.files import build_once, move_aside
 from instructlib.models.loader import (FINETUNED_ALIASES, finetuned_dir, finetuned_path, register_finetuned_builder,
                                        save_finetuned)
+
+if TYPE_CHECKING:
+    from instructlib.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def steps_for_budget(encoded: Sequence[dict], batch_size: int, token_budget: flo
     return max(1, round(token_budget / (batch_size * mean_tokens(encoded))))
 
 
-def recipe_config(recipe: Recipe, steps: int, seed: int, with_eval: bool, progress: bool = True):
+def recipe_config(recipe: Recipe, steps: int, seed: int, with_eval: bool, progress: bool = True) -> TrainConfig:
     """Chapter 05's recipe as a ``TrainConfig`` for ``steps`` optimizer steps (validation only ``with_eval``)."""
     from instructlib.train import TrainConfig
 
