@@ -31,6 +31,17 @@ def live(tmp_path_factory):
                "client": openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=60)}
 
 
+GREEDY_FIXED_LENGTH = dict(temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=True)  # Engine.enqueue settings
+
+
+def started_engine(llm, **kwargs) -> Engine:
+    """An Engine serving ``llm`` with its generation thread running (call inside an event loop)."""
+    engine = Engine(**kwargs)
+    engine.set_llm(llm)
+    engine.start()
+    return engine
+
+
 def complete_all(client, prompts, **kw):
     return [client.completions.create(model="tiny", prompt=p, max_tokens=6, temperature=0, **kw).choices[0].text
             for p in prompts]
@@ -281,10 +292,8 @@ def tiny_llm(tmp_path_factory):
 
 def test_iteration_level_batching_streams_and_never_holds_a_short_answer_back(tiny_llm):
     async def main():
-        engine = Engine(max_batch_size=8, max_queue=8)
-        engine.set_llm(tiny_llm)
-        engine.start()
-        common = dict(temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=True)
+        engine = started_engine(tiny_llm, max_batch_size=8, max_queue=8)
+        common = GREEDY_FIXED_LENGTH
         long_job = engine.enqueue("Add the two numbers.", max_tokens=40, **common)
         long_events = engine.events(long_job)
         first = await long_events.__anext__()  # the first token arrives on its own
@@ -320,10 +329,8 @@ def test_ignore_eos_is_refused_for_static_models():
 
 def test_a_client_that_leaves_mid_stream_frees_its_place(tiny_llm):
     async def main():
-        engine = Engine(max_batch_size=4, max_queue=1)
-        engine.set_llm(tiny_llm)
-        engine.start()
-        settings = dict(temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=True)
+        engine = started_engine(tiny_llm, max_batch_size=4, max_queue=1)
+        settings = GREEDY_FIXED_LENGTH
         job = engine.enqueue("Add the two numbers.", max_tokens=50, **settings)
         events = engine.events(job)
         await events.__anext__()
@@ -345,10 +352,8 @@ def test_a_client_that_leaves_mid_stream_frees_its_place(tiny_llm):
 
 def test_a_non_streaming_job_is_handed_over_once(tiny_llm):
     async def main():
-        engine = Engine(max_batch_size=4, max_queue=4)
-        engine.set_llm(tiny_llm)
-        engine.start()
-        common = dict(temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=True)
+        engine = started_engine(tiny_llm, max_batch_size=4, max_queue=4)
+        common = GREEDY_FIXED_LENGTH
         streamed = await engine.generate("Add the two numbers.", max_tokens=12, **common)
         job = engine.enqueue("Add the two numbers.", max_tokens=12, stream=False, **common)
         events = [e async for e in engine.events(job)]
