@@ -293,11 +293,10 @@ def tiny_llm(tmp_path_factory):
 def test_iteration_level_batching_streams_and_never_holds_a_short_answer_back(tiny_llm):
     async def main():
         engine = started_engine(tiny_llm, max_batch_size=8, max_queue=8)
-        common = GREEDY_FIXED_LENGTH
-        long_job = engine.enqueue("Add the two numbers.", max_tokens=40, **common)
+        long_job = engine.enqueue("Add the two numbers.", max_tokens=40, **GREEDY_FIXED_LENGTH)
         long_events = engine.events(long_job)
         first = await long_events.__anext__()  # the first token arrives on its own
-        short_job = engine.enqueue("What is the capital", max_tokens=2, **common)
+        short_job = engine.enqueue("What is the capital", max_tokens=2, **GREEDY_FIXED_LENGTH)
         order = []
 
         async def drain(name, events, pieces):
@@ -330,18 +329,17 @@ def test_ignore_eos_is_refused_for_static_models():
 def test_a_client_that_leaves_mid_stream_frees_its_place(tiny_llm):
     async def main():
         engine = started_engine(tiny_llm, max_batch_size=4, max_queue=1)
-        settings = GREEDY_FIXED_LENGTH
-        job = engine.enqueue("Add the two numbers.", max_tokens=50, **settings)
+        job = engine.enqueue("Add the two numbers.", max_tokens=50, **GREEDY_FIXED_LENGTH)
         events = engine.events(job)
         await events.__anext__()
         with pytest.raises(Overloaded):  # the one place in the queue is taken
-            engine.enqueue("x", max_tokens=2, **settings)
+            engine.enqueue("x", max_tokens=2, **GREEDY_FIXED_LENGTH)
         await events.aclose()  # the client disconnects after one token
         for _ in range(600):
             if engine._pending == 0:
                 break
             await asyncio.sleep(0.05)
-        text = await engine.submit("What is the capital", max_tokens=3, **settings)
+        text = await engine.submit("What is the capital", max_tokens=3, **GREEDY_FIXED_LENGTH)
         engine.shutdown()
         return job.cancelled, text, sum(engine.batches)
 
@@ -353,9 +351,8 @@ def test_a_client_that_leaves_mid_stream_frees_its_place(tiny_llm):
 def test_a_non_streaming_job_is_handed_over_once(tiny_llm):
     async def main():
         engine = started_engine(tiny_llm, max_batch_size=4, max_queue=4)
-        common = GREEDY_FIXED_LENGTH
-        streamed = await engine.generate("Add the two numbers.", max_tokens=12, **common)
-        job = engine.enqueue("Add the two numbers.", max_tokens=12, stream=False, **common)
+        streamed = await engine.generate("Add the two numbers.", max_tokens=12, **GREEDY_FIXED_LENGTH)
+        job = engine.enqueue("Add the two numbers.", max_tokens=12, stream=False, **GREEDY_FIXED_LENGTH)
         events = [e async for e in engine.events(job)]
         engine.shutdown()
         return streamed, events, engine._pending

@@ -49,14 +49,16 @@ def deployed_model_dir(profile: Union[None, str, Profile] = None, progress: bool
     key = hashlib.sha256(json.dumps([RECIPE_VERSION, asdict(recipe), base_dir.name]).encode()).hexdigest()[:10]
 
     def build(out: Path) -> None:
+        import copy
+
         from ..data.collate import DataCollatorForInstructions, encode_dataset
         from ..data.verifiable import make_records
         from ..models import load_model, load_tokenizer
         from ..train import TrainConfig
         from ..train.experiment import cached_train
 
-        tokenizer = load_tokenizer("tinygpt")
-        block = load_model("tinygpt").config.block_size
+        tokenizer, base = load_tokenizer("tinygpt"), load_model("tinygpt")
+        block = base.config.block_size
         train_data, _ = encode_dataset(make_records("train", recipe.n_train, seed=recipe.seed), tokenizer, block, "chat")
         val_data, _ = encode_dataset(make_records("validation", max(1, recipe.n_train // 6), seed=recipe.seed),
                                      tokenizer, block, "chat")
@@ -64,7 +66,7 @@ def deployed_model_dir(profile: Union[None, str, Profile] = None, progress: bool
                              warmup_steps=max(1, recipe.steps // 20), min_lr_ratio=0.1,
                              weight_decay=recipe.weight_decay, eval_every=max(1, recipe.steps // 10), patience=4,
                              group_by_length=True, seed=recipe.seed, progress=progress)
-        run = cached_train("deploy-sft", lambda: load_model("tinygpt"), train_data, DataCollatorForInstructions(tokenizer),
+        run = cached_train("deploy-sft", lambda: copy.deepcopy(base), train_data, DataCollatorForInstructions(tokenizer),
                            config, eval_data=val_data, key={"base": base_dir.name}, device="cpu")  # chapter 05's run cache
         model = run.model
         hf = model.cpu().eval().to_hf(eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,

@@ -76,8 +76,11 @@ def recipe_config(recipe: Recipe, steps: int, seed: int, with_eval: bool, progre
 
 
 def _finetune_run(name: str, records: Sequence[Any], steps: int, seed: int, recipe: Recipe,
-                  eval_records: Optional[Sequence[Any]], base_name: str, progress: bool) -> dict:
-    """The arguments of ``cached_train`` for one capstone fine-tune (the run's identity)."""
+                  eval_records: Optional[Sequence[Any]], base_name: str, progress: bool,
+                  encoded: Optional[list[dict]] = None) -> dict:
+    """The arguments of ``cached_train`` for one capstone fine-tune (the run's identity).
+
+    ``encoded``: ``records`` already encoded with the recipe's template (saves encoding them again)."""
     import copy
 
     from instructlib.models import load_model, load_tokenizer
@@ -87,7 +90,8 @@ def _finetune_run(name: str, records: Sequence[Any], steps: int, seed: int, reci
         raise ValueError("the capstone fine-tunes the course TinyGPT; other bases are future work")
     base, tokenizer = load_model(base_name), load_tokenizer(base_name)
     max_len = base.config.block_size
-    train_data = encode_dataset(_records(records), tokenizer, max_len, recipe.template)[0]
+    train_data = encoded if encoded is not None else encode_dataset(_records(records), tokenizer, max_len,
+                                                                    recipe.template)[0]
     eval_data = encode_dataset(_records(eval_records), tokenizer, max_len, recipe.template)[0] if eval_records else None
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     return {"name": f"capstone-{safe}-seed{seed}", "make_model": lambda: copy.deepcopy(base), "train_data": train_data,
@@ -223,8 +227,9 @@ def _condition(name: str) -> str:
     return ALIAS_CONDITIONS[name]
 
 
-def _alias_run(name: str, progress: bool = False) -> tuple[str, list, int]:
-    """(condition, training data, steps) of the alias ``name``: its condition's first seed at the capstone's budget."""
+def _alias_run(name: str, progress: bool = False) -> tuple[str, list, list[dict], int]:
+    """(condition, training data, its encoding, steps) of the alias ``name``: its condition's first seed at the
+    capstone's budget."""
     from instructlib.evaluation.capstone_data import train_sets
     from instructlib.models import load_tokenizer
 
@@ -232,14 +237,14 @@ def _alias_run(name: str, progress: bool = False) -> tuple[str, list, int]:
     recipe = capstone_recipe()
     data = train_sets(conditions=[condition], progress=progress)[condition]
     encoded = encode_dataset(_records(data), load_tokenizer("tinygpt"), load_model_block_size(), recipe.template)[0]
-    return condition, data, steps_for_budget(encoded, recipe.batch_size, capstone_budget())
+    return condition, data, encoded, steps_for_budget(encoded, recipe.batch_size, capstone_budget())
 
 
 def build_capstone_model(name: str, out: Path, progress: bool = False) -> None:
     """Write the alias ``name`` into ``out``: its condition's first seed, trained (or read from the cache)."""
     from instructlib.evaluation.capstone_data import capstone_sizes
 
-    condition, data, steps = _alias_run(name, progress)
+    condition, data, _, steps = _alias_run(name, progress)
     model, meta = cached_finetune(condition, data, steps=steps, seed=capstone_sizes().seeds[0], recipe=capstone_recipe(),
                                   progress=progress)
     save_finetuned(out, model, {**meta, "alias": name, "condition": condition,
@@ -260,9 +265,9 @@ def capstone_model(name: str, progress: bool = True) -> Path:
     _condition(name)
     path = finetuned_path(name)
     if (path / "meta.json").exists():
-        condition, data, steps = _alias_run(name, progress)
+        condition, data, encoded, steps = _alias_run(name, progress)
         args = _finetune_run(condition, data, steps, capstone_sizes().seeds[0], capstone_recipe(), None, "tinygpt",
-                             progress)
+                             progress, encoded)
         current = run_dir(args["name"], args["config"], args["train_data"], args["eval_data"], args["key"]).name
         if json.loads((path / "meta.json").read_text()).get("run") != current:
             move_aside(path)
