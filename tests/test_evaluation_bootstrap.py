@@ -75,3 +75,40 @@ def test_interval_formatting():
     iv = Interval(0.135, 0.09, 0.184, 100)
     assert iv.format(percent=True) == "13.5 % [9.0, 18.4]"
     assert str(iv) == "0.135 [0.09, 0.184]"
+
+
+def test_cluster_bootstrap_is_about_the_clusters_when_items_move_together():
+    """10 wordings x 100 items, every item of a wording right or wrong together: the interval is that of 10
+    coin flips (about ±31 points), not of 1,000 independent items (about ±3)."""
+    from instructlib.stats import cluster_bootstrap
+    values = [float(c % 2) for c in range(10) for _ in range(100)]
+    clusters = [c for c in range(10) for _ in range(100)]
+    mean, low, high = cluster_bootstrap(values, clusters, n_boot=4000, seed=1)
+    assert mean == 0.5
+    assert 0.2 < (high - low) / 2 < 0.4  # 1.96 x sqrt(0.25 / 10) = 0.31
+    item_level = bootstrap_ci(values, n_boot=4000, seed=1)
+    assert item_level.high - item_level.low < 0.1
+
+
+def test_cluster_bootstrap_of_independent_items_matches_the_item_bootstrap():
+    import random
+    from instructlib.stats import cluster_bootstrap
+    rng = random.Random(0)
+    values = [float(rng.random() < 0.3) for _ in range(2000)]
+    clusters = [i % 20 for i in range(2000)]  # clusters of exchangeable items: no extra spread
+    mean, low, high = cluster_bootstrap(values, clusters, n_boot=4000, seed=2)
+    plain = bootstrap_ci(values, n_boot=4000, seed=2)
+    assert abs((high - low) - (plain.high - plain.low)) < 0.25 * (plain.high - plain.low)
+
+
+def test_cluster_bootstrap_over_runs_and_its_guards():
+    from instructlib.stats import cluster_bootstrap
+    same = [[1.0, 0.0, 1.0, 0.0]] * 3
+    assert cluster_bootstrap(same, ["a", "a", "b", "b"], n_boot=100)[0] == 0.5
+    spread = [[0.0] * 4, [1.0] * 4]  # runs disagree completely: the interval spans both
+    _, low, high = cluster_bootstrap(spread, ["a", "a", "b", "b"], n_boot=500)
+    assert low == 0.0 and high == 1.0
+    with pytest.raises(ValueError):
+        cluster_bootstrap([1.0, 0.0], ["a"])
+    with pytest.raises(ValueError):
+        cluster_bootstrap([1.0, float("nan")], ["a", "b"])

@@ -140,3 +140,14 @@ def test_bad_arguments_raise():
         make_records("train", 3, phrasings="both")
     with pytest.raises(KeyError, match="unknown"):
         make_examples("train", 3, families=["nope"])
+
+
+def test_each_rule_reproduces_its_generator_and_rejects_foreign_inputs():
+    from instructlib.data.verifiable import SOLVERS, solve
+    assert set(SOLVERS) == set(FAMILIES)
+    rng = random.Random(7)
+    for name, fam in FAMILIES.items():
+        for _ in range(300):
+            inp, out = fam.generate(rng)
+            assert solve(name, inp) == out, (name, inp)
+    assert solve("add", "apple pear") == "" and solve("repeat_word", "cat dog") == ""

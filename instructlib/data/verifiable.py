@@ -353,6 +353,47 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
 ]}
 
 
+# --- the rule of each family, applied to any input ---------------------------------------------
+
+def _repeat(inp: str) -> str:
+    word, n = inp.rsplit(" ", 1)
+    return " ".join([word] * int(n))
+
+
+def _two(inp: str) -> tuple[int, int]:
+    a, b = inp.split()
+    return int(a), int(b)
+
+
+# ``SOLVERS[name](input)`` is the family's answer to any input of the right shape (the generators
+# above compute the same answer for their own inputs; tests/test_verifiable.py checks it). It is
+# what a model that ignores the instruction and applies one rule to everything would answer
+# (chapter 06's instruction-blind baseline).
+SOLVERS: dict[str, Callable[[str], str]] = {
+    "reverse_words": lambda s: " ".join(reversed(s.split())),
+    "uppercase": str.upper,
+    "sort_numbers": lambda s: _join(sorted(map(int, s.split()))),
+    "count_words": lambda s: str(len(s.split())),
+    "add": lambda s: str(sum(_two(s))),
+    "subtract": lambda s: str(_two(s)[0] - _two(s)[1]),
+    "max_of_list": lambda s: str(max(map(int, s.split()))),
+    "first_last_word": lambda s: f"{s.split()[0]} {s.split()[-1]}",
+    "repeat_word": _repeat,
+    "extract_digits": lambda s: "".join(c for c in s if c.isdigit()),
+    "capital_of": lambda s: CAPITALS.get(s, ""),
+    "antonym": lambda s: ANTONYMS.get(s, ""),
+    "comma_list": lambda s: ", ".join(s.split()),
+}
+
+
+def solve(family: str, input: str) -> str:
+    """The answer of ``family``'s rule to ``input``; "" where the rule does not apply to that input."""
+    try:
+        return SOLVERS[family](input)
+    except (ValueError, IndexError):
+        return ""
+
+
 # --- datasets ---------------------------------------------------------------------------------
 
 def split_of(family: str, input: str) -> str:
@@ -362,7 +403,7 @@ def split_of(family: str, input: str) -> str:
     return "train" if bucket < 3 else ("validation" if bucket == 3 else "test")
 
 
-def _instances(family: Family, split: str, n: int, seed: int) -> list[tuple[str, str]]:
+def instances(family: Family, split: str, n: int, seed: int) -> list[tuple[str, str]]:
     """``n`` instances of ``family`` whose inputs hash to ``split``; unique while the pool lasts."""
     rng = random.Random(f"{seed}/{split}/{family.name}")
     found: list[tuple[str, str]] = []
@@ -400,7 +441,7 @@ def make_examples(split: Split, n_per_family: int, seed: int = 0,
     for name in names:
         fam = FAMILIES[name]
         pool = fam.train_phrasings if phrasings == "train" else fam.heldout_phrasings
-        for inp, out in _instances(fam, split, n_per_family, seed):
+        for inp, out in instances(fam, split, n_per_family, seed):
             examples.append(Example(Record(rng.choice(pool), inp, out), name))
     rng.shuffle(examples)
     return examples

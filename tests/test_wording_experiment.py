@@ -1,0 +1,59 @@
+"""Chapter 06's wording experiment: chance baselines, paired sets, and a cached run end to end (ci sizes)."""
+import copy
+
+import pytest
+
+from instructlib.data.records import Record
+from instructlib.data.verifiable import Example
+from instructlib.generate.wording_experiment import (Testbed, blind_baseline, condition_wordings, evaluation_sets,
+                                                     majority_baseline, per_family, run_condition, seen_examples)
+from instructlib.models import load_model, load_tokenizer
+
+FAMS = ("count_words", "comma_list", "repeat_word")
+
+
+def _ex(family, inp, out):
+    return Example(Record("x", inp, out), family)
+
+
+def test_blind_baseline_picks_the_best_single_rule_per_input_shape():
+    items = [_ex("count_words", "a b", "2"), _ex("count_words", "c d e", "3"), _ex("comma_list", "a b", "a, b"),
+             _ex("repeat_word", "cat 2", "cat cat")]
+    # word lists: "count" is right on 2 of 3; the repeat input has its own shape, and its rule is right
+    assert blind_baseline(items, FAMS) == pytest.approx(3 / 4)
+    assert blind_baseline(items[:3], FAMS) == pytest.approx(2 / 3)
+
+
+def test_majority_baseline_is_the_most_frequent_answer_share():
+    items = [_ex("count_words", "a", "1"), _ex("count_words", "b", "1"), _ex("count_words", "b c", "2")]
+    assert majority_baseline(items) == {"count_words": pytest.approx(2 / 3)}
+
+
+def test_evaluation_sets_are_fixed_and_never_use_a_training_wording():
+    bed = Testbed(families=FAMS, n_test=3)
+    a, b = evaluation_sets(bed), evaluation_sets(bed)
+    assert [e.record for e in a["heldout"]] == [e.record for e in b["heldout"]]
+    trained = set()
+    for seed in range(3):
+        for source in ("human", "grammar"):
+            for pool in condition_wordings(FAMS, source, None, seed).values():
+                trained |= set(pool)
+    assert not {e.record.instruction for items in a.values() for e in items} & trained
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("tinygpt")
+
+
+def test_a_run_is_trained_once_and_scored_on_every_set(tok, one_thread, tmp_path, monkeypatch):
+    base = load_model("tinygpt")  # from the test cache; the runs go to a fresh one
+    monkeypatch.setenv("INSTRUCTLIB_CACHE", str(tmp_path))
+    bed = Testbed(families=FAMS, n_train=4, steps=3, batch=4, n_test=2, n_seen=2, max_len=base.config.block_size)
+    first = run_condition(lambda: copy.deepcopy(base), tok, bed, "human", 2, 0, base_key="test")
+    again = run_condition(lambda: copy.deepcopy(base), tok, bed, "human", 2, 0, base_key="test")
+    assert not first["from_cache"] and again["from_cache"] and again["scores"] == first["scores"]
+    sets = {"seen": seen_examples(bed, first["wordings"]), **evaluation_sets(bed)}
+    assert {k: len(v) for k, v in first["scores"].items()} == {k: len(v) for k, v in sets.items()}
+    assert all(len(w) == 2 for w in first["wordings"].values())
+    assert set(per_family(first["scores"]["heldout"], sets["heldout"])) == set(FAMS)
