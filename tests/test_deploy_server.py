@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import json
+import threading
 import time
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 
 from deploy_helpers import make_adapter, make_tiny_model_dir, server_process, server_thread
 from instructlib.deploy.feedback import AdapterRegistry
-from instructlib.deploy.server import Engine, Overloaded, ServerConfig
+from instructlib.deploy.server import Engine, Overloaded, ServerConfig, wait_ready
 from instructlib.models.llm import ScriptedLLM
 
 PROMPTS = ["Add the two numbers.", "Reverse the order of the words.", "What is the capital", "Sort the numbers"]
@@ -207,32 +208,37 @@ def test_not_ready_answers_503():
     def never():
         time.sleep(3600)
 
-    config = ServerConfig(model_name="s", load=never)
-    import threading
-
-    import uvicorn
-
-    from deploy_helpers import free_port
-    from instructlib.deploy.server import create_app
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                r = httpx.get(base + "/ready", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with server_thread(ServerConfig(model_name="s", load=never), ready=False) as base:
+        r = httpx.get(base + "/ready", timeout=2)
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
         r = httpx.post(base + "/v1/completions", json={"model": "s", "prompt": "x"})
         assert r.status_code == 503
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+
+
+def test_models_lists_nothing_until_the_model_is_ready():
+    gate = threading.Event()
+
+    def load():
+        gate.wait(60)
+        return ScriptedLLM(lambda p: "ok")
+
+    with server_thread(ServerConfig(model_name="s", load=load), ready=False) as base:
+        try:
+            client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=30)
+            assert client.models.list().data == []
+            for path, body in [("/v1/completions", {"prompt": "x"}),
+                               ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})]:
+                r = httpx.post(base + path, json={"model": "s", **body})
+                assert r.status_code == 503 and r.headers["retry-after"], path
+                assert r.json() == {"error": {"message": "The model is still loading; retry shortly.",
+                                              "type": "server_error", "param": None, "code": "not_ready"}}
+            with pytest.raises(openai.InternalServerError):
+                client.completions.create(model="s", prompt="x")
+        finally:
+            gate.set()
+        wait_ready(base, timeout=30)
+        assert [m.id for m in client.models.list().data] == ["s"]
+        assert client.completions.create(model="s", prompt="x").choices[0].text == "ok"
 
 
 def test_engine_overload_is_immediate():

@@ -1,6 +1,7 @@
 """Chapter 06: PromptSource-compatible templates, the template linter, the bank, rendering to records."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -26,6 +27,9 @@ from instructlib.generate.templates import (BANK_DIR, Template, TemplateError, T
 FIX = Path(__file__).parent / "fixtures" / "promptsource"
 FIXTURE_FILES = ["super_glue_rte.yaml", "ag_news.yaml", "imdb.yaml", "super_glue_copa.yaml", "common_gen.yaml"]
 ROOT = Path(__file__).resolve().parents[1]
+UNKNOWN_KEY = FIX / "unknown_key.yaml"  # hand-written; `task_template: true` in a !Template, where upstream head_qa/en has it
+EXAM = {"category": "biology", "qtext": "Which organelle makes ATP?", "ra": 2,
+        "answers": [{"aid": 1, "atext": "The ribosome"}, {"aid": 2, "atext": "The mitochondrion"}]}
 
 
 # --- PromptSource parity ------------------------------------------------------------------------
@@ -121,10 +125,45 @@ def test_new_template_ids_are_stable_and_metadata_extra_keys_survive():
     assert back.metadata.extra == {"course_note": "hi"} and back.inverted and back.language == "zh"
 
 
+def test_unknown_template_key_loads_renders_and_round_trips_byte_for_byte():
+    text = UNKNOWN_KEY.read_text()
+    tf = loads_promptsource(text, UNKNOWN_KEY.name)
+    numbered, open_ended = tf.templates.values()
+    assert numbered.extra == {"task_template": True} and open_ended.extra == {} and tf.extra == {}
+    assert numbered.apply(EXAM) == ("Subject: biology\n\nWhich organelle makes ATP?\n\n1) The ribosome\n"
+                                    "2) The mitochondrion\n\nReply with the number of the right option.", "2")
+    assert numbered.answer_choices_list(EXAM) == ["1", "2"]
+    assert open_ended.apply(EXAM) == ("Which organelle makes ATP?\nWhich statement answers it?", "The mitochondrion")
+    assert dumps_promptsource(tf) == text
+    assert dumps_promptsource(loads_promptsource(dumps_promptsource(tf))) == text
+
+
+def test_unknown_keys_never_change_rendering():
+    numbered = next(t for t in read_template_file(UNKNOWN_KEY).templates.values() if t.extra)
+    plain = dataclasses.replace(numbered, extra={})
+    assert plain.apply(EXAM) == numbered.apply(EXAM) and plain.variables() == numbered.variables()
+    shadow = loads_promptsource(UNKNOWN_KEY.read_text().replace("task_template: true", "category: geology"))
+    named = shadow.templates[numbered.id]  # an unknown key named like a field the template reads
+    assert named.extra == {"category": "geology"} and named.apply(EXAM) == numbered.apply(EXAM)
+    assert "geology" not in named.apply({**EXAM, "category": ""})[0]
+
+
+def test_unknown_keys_keep_their_order_and_never_override_known_ones():
+    text = UNKNOWN_KEY.read_text().replace("subset: en\n", "subset: en\ntask_template: true\n")
+    tf = loads_promptsource(text)
+    assert tf.extra == {"task_template": True} and dumps_promptsource(tf) == text  # top level too
+    tpl = loads_promptsource("dataset: d\ntemplates:\n  a: !Template\n    name: n\n    jinja: 'x ||| y'\n"
+                             "    zeta: 1\n    alpha: 2\n").templates["a"]
+    assert list(tpl.extra) == ["zeta", "alpha"]
+    t = Template("x", "{{a}} ||| {{b}}", task="demo", extra={"jinja": "other ||| text", "note": 1})
+    back = next(iter(loads_promptsource(dumps_promptsource([t], "demo")).templates.values()))
+    assert back.jinja == t.jinja and back.extra == {"note": 1}
+
+
 @pytest.mark.parametrize("text, where", [
     ("dataset: d\ntemplates:\n  a: !Template\n    name: n\n    id: a\n", "<t>:3: jinja: missing"),
-    ("dataset: d\ntemplates:\n  a: !Template\n    name: n\n    jinja: 'x ||| y'\n    colour: red\n",
-     "<t>:3: colour: unknown key"),
+    ("dataset: d\ntemplates:\n  a: !Template\n    name: n\n    jinja: 'x ||| y'\n    answer_choices: [a, b]\n",
+     "<t>:3: answer_choices: must be a string"),
     ("dataset: d\ntemplates: [1, 2\n", "<t>:"),
     ("templates: {}\n", "<t>:1: dataset"),
     ("dataset: d\ntemplates:\n  a: !!python/object:os.system {}\n", "<t>"),

@@ -18,7 +18,8 @@ sequences costs little more than a pass over one, which is where the throughput 
 ``batch_wait_ms`` (default 0) makes an idle engine wait for company before it starts.
 
 **Overload.** The queue holds at most ``max_queue`` jobs; one more gets ``429`` at once instead of an
-unbounded wait. Before the model is loaded, generation endpoints answer ``503``.
+unbounded wait. Before the model is loaded, generation endpoints answer ``503`` and ``/v1/models``
+lists no model (what clients used to vLLM and Ollama expect).
 
 **Streaming.** With iteration-level batching each step's new text goes to its client at once as a
 server-sent event (text that could still become a stop string is held back until it cannot), so the
@@ -531,6 +532,9 @@ def create_app(config: ServerConfig):
 
     @app.get("/v1/models")
     async def models():
+        """The served model, listed only once it is ready (as ``/ready``); an empty ``data`` list while loading."""
+        if not engine.ready:
+            return {"object": "list", "data": []}
         return {"object": "list", "data": [{"id": config.model_name, "object": "model", "created": 0,
                                             "owned_by": "instructlib"}]}
 

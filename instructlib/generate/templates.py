@@ -14,8 +14,10 @@ and offered to the template as a list, each part stripped. Two deliberate differ
 
 ``load_promptsource(path)`` reads a PromptSource ``templates.yaml`` (``!Template`` and
 ``!TemplateMetadata`` tags) and ``dump_promptsource`` writes the same format back: loading a
-PromptSource file and dumping it gives the file back byte for byte. The course's own bilingual
-bank (``load_bank``) is stored in that format under ``template_bank/``.
+PromptSource file and dumping it gives the file back byte for byte. Keys the loader does not know
+(in the file, a ``!Template`` or its metadata; e.g. ``task_template: true`` in some upstream
+``head_qa`` versions) are kept in ``extra``, in file order, written back, and never reach rendering.
+The course's own bilingual bank (``load_bank``) is stored in that format under ``template_bank/``.
 """
 from __future__ import annotations
 
@@ -119,6 +121,7 @@ class Template:
     answer_choices: Optional[str] = None  # Jinja giving "a ||| b ||| c", or None (open-ended)
     id: str = ""                          # PromptSource: a uuid; ours: uuid5 of (task, name)
     task: str = ""                        # the dataset (and subset) it belongs to; not stored per template
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys of the file, kept for the round trip
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -198,9 +201,10 @@ class Template:
                                 f"{err.lineno}: {err.message}") from err
 
     def to_yaml_dict(self) -> dict:
-        """The mapping written under ``!Template`` (PromptSource's attributes)."""
-        return {"answer_choices": self.answer_choices, "id": self.id, "jinja": self.jinja,
-                "metadata": self.metadata, "name": self.name, "reference": self.reference}
+        """The mapping written under ``!Template``: PromptSource's attributes, then ``extra`` (never overriding)."""
+        known = {"answer_choices": self.answer_choices, "id": self.id, "jinja": self.jinja,
+                 "metadata": self.metadata, "name": self.name, "reference": self.reference}
+        return {**known, **{k: v for k, v in self.extra.items() if k not in known}}
 
 
 # --- YAML: PromptSource's file format -----------------------------------------------------------
@@ -214,6 +218,7 @@ class _Dumper(yaml.Dumper):
 
 
 _TEMPLATE_KEYS = {"answer_choices", "id", "jinja", "metadata", "name", "reference"}
+_FILE_KEYS = {"dataset", "subset", "templates"}
 _META_KEYS = {"choices_in_prompt", "languages", "metrics", "original_task"}
 
 
@@ -227,9 +232,6 @@ def _construct_template(loader, node) -> Template:
         if not isinstance(data.get(key), str):
             problem = "missing" if key not in data else f"must be a string, got {type(data[key]).__name__}"
             raise TemplateError(f"{_where(loader, node)}: {key}: {problem}")
-    unknown = sorted(set(data) - _TEMPLATE_KEYS)
-    if unknown:
-        raise TemplateError(f"{_where(loader, node)}: {unknown[0]}: unknown key in !Template")
     metadata = data.get("metadata")
     if metadata is not None and not isinstance(metadata, TemplateMetadata):
         raise TemplateError(f"{_where(loader, node)}: metadata: must be a !TemplateMetadata mapping")
@@ -238,7 +240,7 @@ def _construct_template(loader, node) -> Template:
         raise TemplateError(f"{_where(loader, node)}: answer_choices: must be a string or null")
     return Template(name=data["name"], jinja=data["jinja"], reference=data.get("reference") or "",
                     metadata=metadata or TemplateMetadata(), answer_choices=choices,
-                    id=str(data.get("id") or ""))
+                    id=str(data.get("id") or ""), extra={k: v for k, v in data.items() if k not in _TEMPLATE_KEYS})
 
 
 def _construct_metadata(loader, node) -> TemplateMetadata:
@@ -255,11 +257,12 @@ _Dumper.add_representer(TemplateMetadata, lambda d, m: d.represent_mapping("!Tem
 
 @dataclass
 class TemplateFile:
-    """The contents of one ``templates.yaml``: dataset, optional subset, templates by id."""
+    """The contents of one ``templates.yaml``: dataset, optional subset, templates by id, unknown top-level keys."""
 
     dataset: str
     templates: dict[str, Template]
     subset: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def task(self) -> str:
@@ -288,7 +291,8 @@ def loads_promptsource(text: str, source: str = "<yaml>") -> TemplateFile:
         if not isinstance(tpl, Template):
             raise TemplateError(f"{source}: templates.{key}: expected a !Template mapping")
         tpl.task = task
-    return TemplateFile(data["dataset"], dict(data["templates"]), data.get("subset"))
+    return TemplateFile(data["dataset"], dict(data["templates"]), data.get("subset"),
+                        {k: v for k, v in data.items() if k not in _FILE_KEYS})
 
 
 def load_promptsource(path: Union[str, Path]) -> list[Template]:
@@ -313,15 +317,18 @@ def dumps_promptsource(templates: Union[TemplateFile, list[Template]], dataset: 
     ``allow_unicode=False`` is PromptSource's choice (non-ASCII as ``\\u`` escapes); the course bank
     uses ``True`` so Chinese stays readable. Both load back to the same templates.
     """
+    extra: dict[str, Any] = {}
     if isinstance(templates, TemplateFile):
         dataset, subset, items = templates.dataset, templates.subset, list(templates.templates.values())
+        extra = templates.extra
     else:
         items = list(templates)
     ids = [t.id for t in items]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise TemplateError(f"duplicate template id {dup}")
-    doc: dict[str, Any] = {"dataset": dataset, "templates": {t.id: t for t in items}}
+    doc: dict[str, Any] = {k: v for k, v in extra.items() if k not in _FILE_KEYS}  # known keys are never overridden
+    doc.update(dataset=dataset, templates={t.id: t for t in items})
     if subset:
         doc["subset"] = subset
     return yaml.dump(doc, Dumper=_Dumper, allow_unicode=allow_unicode)
