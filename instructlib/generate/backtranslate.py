@@ -216,6 +216,8 @@ def run_backtranslate(records: Sequence, out: str, forward: Translator, backward
     ``chunk`` source instructions at a time: a killed run loses at most one chunk and a rerun goes on
     where it stopped. At the end ``out`` is written atomically: one Alpaca record per input record and
     kept paraphrase of its instruction, with ``source_instruction``, ``pivot`` and ``id``. Returns the Funnel.
+    ``out`` is always rebuilt from the candidates, so deleting or cutting it loses nothing; a source
+    counts as done only when all ``n`` of its candidates are in the file.
     """
     from pathlib import Path
 
@@ -234,12 +236,14 @@ def run_backtranslate(records: Sequence, out: str, forward: Translator, backward
         pool = {"all": sources + [r["paraphrase"] for r in previous if r.get("kept")]}
         # one novelty pool for the whole file: the instructions themselves, then every kept paraphrase
         checks = default_checks(pool=pool, min_chrf=min_chrf, max_rouge=max_rouge, group=lambda row: "all")
-        todo = [s for s in sources if f"{ids[s]}/rt0" not in stage.done]
+        # a source is done when all its n candidates are (a torn last line loses one: its source is redone)
+        todo = [s for s in sources if any(f"{ids[s]}/rt{k}" not in stage.done for k in range(n))]
         scratch = Funnel()  # this run's part only; the returned funnel counts every candidate
         for i in tqdm(range(0, len(todo), chunk), desc="round trips", disable=not progress or not todo):
             part = todo[i:i + chunk]
             rows = round_trip(part, forward, backward, n=n, ids=[ids[s] for s in part], temperature=temperature,
                               top_p=top_p, seed=seed + i, batch_size=batch_size)
+            rows = [row for row in rows if row["id"] not in stage.done]   # check only what will be written
             apply_checks(rows, checks, scratch)
             stage.extend(rows)
         rows = stage.rows()

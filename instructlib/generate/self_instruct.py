@@ -23,7 +23,11 @@ Files, all append-only JSONL (``JSONLStage``), so a run killed at any point resu
 ``<out>.rounds.jsonl`` (one row per finished round: its funnel and every rejected candidate with
 the reason). Round ``r`` samples its demos from the pool rows of rounds ``< r`` and seeds its
 generation with ``seed + r``, so a rerun repeats an unfinished round identically and the stages
-skip the rows that were already written.
+skip the rows that were already written. A round is logged after its pool rows and records, with their
+counts; a resume first checks that the three files agree (``check_resume``: every logged round's
+instructions and records all there, nothing from a round after the next one) and otherwise refuses,
+naming the files to delete to start over, instead of resuming from state the output no longer matches;
+a repeated round must also reproduce whatever rows of it a killed run had written.
 
 ``faithful=True`` reproduces the reference's handling of Chinese (and its ``capitalize()``) to
 show what it does; the default counts CJK characters as words and compares them in ROUGE-L.
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -47,7 +52,7 @@ from typing import Any, Optional, Sequence
 from ..data.io import load_tasks
 from ..data.records import Task
 from ..data.seeds import load_seed_tasks
-from ..files import PathLike
+from ..files import PathLike, read_jsonl_lenient
 from ..text import has_cjk, tokenize
 from . import self_instruct_prompts as P
 from .dedup import THRESHOLD, DedupIndex
@@ -166,6 +171,71 @@ def sidecar_paths(out: PathLike) -> tuple[Path, Path, Path]:
     return out, out.with_name(stem + ".pool.jsonl"), out.with_name(stem + ".rounds.jsonl")
 
 
+def _round_of(row: Any, records: bool) -> Optional[int]:
+    """The round a pool row (``round``) or a record (``provenance.round``) belongs to; None if it has none."""
+    holder = (row.get("provenance") if records else row) if isinstance(row, dict) else None
+    r = holder.get("round") if isinstance(holder, dict) else None
+    return r if isinstance(r, int) and not isinstance(r, bool) and r >= 0 else None
+
+
+class ResumeError(ValueError):
+    """An output whose files disagree (or a repeat that differs): resuming it would report what is not there."""
+
+
+def _restart(paths: Sequence[Path]) -> str:
+    """``; to start over delete A, B and C`` for those of ``paths`` that exist."""
+    names = [str(p) for p in paths if p.exists()]
+    return "; to start over delete " + " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+
+
+def check_resume(out: PathLike, config: SelfInstructConfig) -> None:
+    """ResumeError (``path: problem; to start over delete ...``) unless ``out``, its pool and its rounds log agree.
+
+    Every round in the log must have all its instructions in the pool and all its records in ``out``
+    (the log row is written after both, with their counts); rows of the round after the last logged
+    one are a round a kill interrupted, which the resume repeats; anything later, or rows without a
+    round, mean a file was lost, cut or replaced, and resuming would report rounds the output lacks.
+    A torn last line is ignored here, as ``JSONLStage`` cuts it and redoes its row.
+    """
+    paths = sidecar_paths(out)
+    if not any(p.exists() for p in paths):
+        return
+    restart = _restart(paths)
+    rows = []
+    for p in paths:
+        try:
+            rows.append(read_jsonl_lenient(p))
+        except ValueError as err:
+            raise ResumeError(f"{p}: not JSON Lines ({err}){restart}") from None
+        except OSError as err:
+            raise ResumeError(f"{p}: cannot read: {err.strerror or err}") from None
+    records, pool, rounds = rows
+    log = paths[2].name
+    if not all(isinstance(row, dict) and isinstance(row.get("kept"), int) and isinstance(row.get("records"), int)
+               for row in rounds) or [row.get("round") for row in rounds] != list(range(len(rounds))):
+        raise ResumeError(f"{paths[2]}: not the rounds log of one run (rounds 0, 1, 2, ... with counts){restart}")
+    if rounds and rounds[0].get("config") != config.identity():
+        raise ResumeError(f"{paths[2]}: config: this output was started with different settings "
+                          f"({rounds[0].get('config')}); use a new --out or the same settings")
+    logged = ("missing" if not paths[2].exists() else
+              f"{len(rounds)} finished round{'s' * (len(rounds) != 1)}" if rounds else "no finished round")
+    for path, have, what, field_ in ((paths[1], pool, "instructions", "kept"),
+                                     (paths[0], records, "records", "records")):
+        counts = Counter(_round_of(row, path == paths[0]) for row in have)
+        if None in counts:
+            raise ResumeError(f"{path}: {counts[None]} rows without a round (not written by self-instruct){restart}")
+        if rounds and not path.exists():
+            total = sum(row[field_] for row in rounds)
+            raise ResumeError(f"{path}: missing, but {log} logs {logged} with {total} {what}{restart}")
+        for row in rounds:
+            if counts[row["round"]] != row[field_]:
+                raise ResumeError(f"{path}: {counts[row['round']]} {what} of round {row['round']}, "
+                                  f"but {log} logs {row[field_]}{restart}")
+        later = sorted(r for r in counts if r > len(rounds))
+        if later:
+            raise ResumeError(f"{paths[2]}: {logged}, but {path.name} has {what} of round {later[0]}{restart}")
+
+
 def sample_demos(rng: random.Random, seed_items: Sequence[Any], machine_items: Sequence[Any],
                  n: int = 8, n_machine: int = 2) -> list[Any]:
     """``n`` prompt demos: up to ``n_machine`` from the machine pool, the rest from the seeds, shuffled."""
@@ -189,21 +259,15 @@ class SelfInstruct:
             raise ValueError("the seed pool is empty")
         self.seed_ids = [_task_key(t, i) for i, t in enumerate(self.seeds)]
         self.paths = sidecar_paths(out)
+        check_resume(out, config)   # before the stages open (and create) the files
         for p in self.paths:
             p.parent.mkdir(parents=True, exist_ok=True)
         self.records = JSONLStage(self.paths[0])
         self.pool = JSONLStage(self.paths[1])
         self.rounds = JSONLStage(self.paths[2])
-        self._check_resume()
         blacklist = ALPACA_BLACKLIST if config.method == "alpaca" else SELF_INSTRUCT_BLACKLIST
         self.checks = instruction_checks(config.faithful, blacklist)
         self.tokenizer = (lambda s: tokenize(s, cjk=False)) if config.faithful else tokenize
-
-    def _check_resume(self) -> None:
-        done = self.rounds.rows()
-        if done and done[0].get("config") != self.config.identity():
-            raise ValueError(f"{self.paths[2]}: config: this output was started with different settings "
-                             f"({done[0].get('config')}); use a new --out or the same settings")
 
     # ---- state -------------------------------------------------------------------------------
     def _finished_rounds(self) -> list[dict]:
@@ -358,6 +422,7 @@ class SelfInstruct:
                 record_rows.append({"id": f"{task_id}-{j}", "instruction": item["instruction"], "input": inp,
                                     "output": out, "is_classification": item["is_classification"],
                                     "provenance": prov})
+        self._check_repeat(r, pool_rows, record_rows)
         self.pool.extend(pool_rows)
         self.records.extend(record_rows)
         row = {"id": r, "round": r, "candidates": len(candidates), "kept": len(kept), "rejected": rejected,
@@ -365,6 +430,18 @@ class SelfInstruct:
                "funnel": funnel.to_dict(), "config": self.config.identity()}
         self.rounds.append(row)
         return row
+
+    def _check_repeat(self, r: int, pool_rows: list[dict], record_rows: list[dict]) -> None:
+        """ResumeError if a killed run wrote rows of round ``r`` that this repeat of it does not reproduce."""
+        prefix, fields = f"{self.config.method}-r{r:05d}-", ("instruction", "input", "output")
+        for path, stage, rows in ((self.paths[1], self.pool, pool_rows), (self.paths[0], self.records, record_rows)):
+            if not any(isinstance(key, str) and key.startswith(prefix) for key in stage.done):
+                continue   # the usual case: nothing of this round was written before
+            new = {row["id"]: [row.get(f) for f in fields] for row in rows}
+            for old in (row for row in stage.rows() if _round_of(row, stage is self.records) == r):
+                if new.get(old.get("id")) != [old.get(f) for f in fields]:
+                    raise ResumeError(f"{path}: {old.get('id')}: round {r}, cut short by a kill, came out differently "
+                                      f"when repeated (the model's sampling is not reproducible){_restart(self.paths)}")
 
     def run(self, progress: bool = True) -> RunResult:
         """Rounds until the machine pool holds ``num_instructions`` (or ``max_rounds``); resumes a killed run."""
@@ -381,14 +458,14 @@ class SelfInstruct:
             if row["kept"]:
                 break
             idle += 1
-        while (n_machine < cfg.num_instructions and (cfg.max_rounds is None or r < cfg.max_rounds)
-               and idle < cfg.patience):
-            row = self.run_round(r)
-            n_machine += row["kept"]
-            idle = 0 if row["kept"] else idle + 1
-            bar.update(min(row["kept"], max(0, cfg.num_instructions - bar.n)))
-            r += 1
-        bar.close()
+        with bar:   # closed before any error is reported
+            while (n_machine < cfg.num_instructions and (cfg.max_rounds is None or r < cfg.max_rounds)
+                   and idle < cfg.patience):
+                row = self.run_round(r)
+                n_machine += row["kept"]
+                idle = 0 if row["kept"] else idle + 1
+                bar.update(min(row["kept"], max(0, cfg.num_instructions - bar.n)))
+                r += 1
         return self.result()
 
     def result(self) -> RunResult:

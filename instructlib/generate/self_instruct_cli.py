@@ -4,7 +4,8 @@
         --model smollm2-135m-instruct --batch-size 8 [--faithful]
 
 Rerunning the same command after an interruption (Ctrl-C, kill -9, a full disk) continues where it
-stopped; the funnel of the whole run is printed at the end.
+stopped; the funnel of the whole run is printed at the end. A rerun whose output no longer matches
+its side files (one deleted, cut or replaced) stops with status 2 and the files to delete to start over.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ outputs: OUT (Alpaca records with provenance), OUT's .pool.jsonl (the machine in
 .rounds.jsonl (one row per finished round, with its funnel), all append-only JSON Lines.
 exit status:
   0  the run finished (or stopped early after --patience rounds that kept nothing; see the funnel)
-  2  the seeds file, the model or the settings cannot be used (printed as file:line: field: problem)"""
+  2  the seeds file, the model or the settings cannot be used (printed as file:line: field: problem),
+     or OUT and its side files disagree (printed as file: problem; to start over delete ...)"""
 
 
 def register(subparsers) -> None:
@@ -48,7 +50,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load seeds, then the model, then run or resume; print the funnel."""
     from ..data.records import DataError
-    from .self_instruct import SelfInstruct, SelfInstructConfig, load_seed_pool
+    from .self_instruct import ResumeError, SelfInstruct, SelfInstructConfig, check_resume, load_seed_pool
 
     try:
         config = SelfInstructConfig(num_instructions=args.num_instructions, method=args.method,
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                                     seed=args.seed, max_rounds=args.max_rounds, patience=args.patience,
                                     drop_truncated=not args.keep_truncated)
         seeds = load_seed_pool(args.seeds, args.language)
+        check_resume(args.out, config)   # before loading the model: a run that cannot resume stops at once
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -76,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         result = runner.run(progress=True)
+    except ResumeError as err:   # a repeated round that differs from what a killed run wrote
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     finally:
         runner.close()
     print(result.funnel)
