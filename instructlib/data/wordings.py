@@ -9,7 +9,7 @@ One YAML file per family in ``data/wording_bank/`` (written for this course), wi
 * ``heldout``: 12 wordings no training set and no generator ever sees; the first 2 are chapter
   05's held-out phrasings. Exact match on them measures robustness to new wordings.
 * ``novel``: 5 held-out wordings whose content words no training wording uses (``content_words``):
-  transfer there needs word knowledge that instruction tuning on this bank cannot supply.
+  transfer there cannot come from recognising a task word seen in training.
 
 ``tests/test_wordings.py`` checks the split (no held-out wording near any training source).
 """
