@@ -81,19 +81,6 @@ def server_process(*args: str, env: dict | None = None):
                 proc.wait()
 
 
-def wait_up(base: str, timeout: float = 60.0) -> None:
-    """Poll ``/health`` until the server answers (whether or not its model is loaded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{base} not up after {timeout} s")
-
-
 @contextmanager
 def server_thread(config, ready: bool = True):
     """Run ``create_app(config)`` with uvicorn in a thread; yield its base URL once ready (or just up); always stop it."""
@@ -107,7 +94,7 @@ def server_thread(config, ready: bool = True):
     thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, timeout=60) if ready else wait_up(base)
+        wait_ready(base, timeout=60, path="/ready" if ready else "/health")
         yield base
     finally:
         server.should_exit = True

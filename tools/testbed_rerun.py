@@ -13,8 +13,7 @@ import argparse
 import copy
 import json
 import sys
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -32,33 +31,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from instructlib.config import cache_dir
-    from instructlib.corpus import load_corpus
     from instructlib.files import build_once
     from instructlib.generate.wording_experiment import Testbed, evaluation_sets, run_condition
     from instructlib.models import load_tokenizer
-    from instructlib.nn.gpt import TinyGPT
-    from instructlib.pretrain import encode_documents, perplexity, pretrain_config, train
+    from instructlib.models.course import load_model_dir, pretrain_course_model
+    from instructlib.pretrain import pretrain_config
     from instructlib.stats import cluster_bootstrap
 
     cfg = replace(pretrain_config("cpu"), seed=args.base_seed)
     tok = load_tokenizer("tinygpt")
     name = f"testbed-rerun-base-seed{args.base_seed}-threads{args.threads}"
-
-    def build(out) -> None:
-        t0 = time.perf_counter()
-        ids = encode_documents(tok, load_corpus("train", cfg.corpus))
-        torch.manual_seed(cfg.seed)
-        model = TinyGPT(cfg.gpt_config(len(tok)))
-        train(model, ids, cfg, progress=True)
-        torch.save(model.state_dict(), out / "model.pt")
-        ppl = perplexity(model, encode_documents(tok, load_corpus("heldout", cfg.corpus)), cfg.block_size)
-        (out / "meta.json").write_text(json.dumps({"config": asdict(cfg), "threads": args.threads,
-                                                   "heldout_perplexity": ppl, "seconds": time.perf_counter() - t0}))
-
-    path = build_once(cache_dir() / name, build)
-    print(f"base: {json.loads((path / 'meta.json').read_text())}")
-    base = TinyGPT(cfg.gpt_config(len(tok)))
-    base.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    path = build_once(cache_dir() / name, lambda out: pretrain_course_model(out, cfg, tok))
+    meta = json.loads((path / "meta.json").read_text())
+    print(f"base: seed {args.base_seed}, {meta['torch_threads']} thread(s), held-out perplexity "
+          f"{meta['heldout_perplexity']:.2f}, {meta['pretrain_seconds']:.0f} s")
+    base = load_model_dir(path)
     bed = Testbed(families=FAMILIES, max_len=base.config.block_size)
     runs = {k: run_condition(lambda: copy.deepcopy(base), tok, bed, "human", k, args.seed, base_key=name)
             for k in (1, None)}

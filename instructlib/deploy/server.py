@@ -763,8 +763,9 @@ def create_app(config: ServerConfig):
     return app
 
 
-def wait_ready(base_url: str, timeout: float = 180.0, proc=None) -> None:
-    """Poll ``/ready`` until it answers 200; raise if ``proc`` (the server process) exits or time runs out."""
+def wait_ready(base_url: str, timeout: float = 180.0, proc=None, path: str = "/ready") -> None:
+    """Poll ``path`` (``/ready``; ``/health``: up, model maybe still loading) until it answers 200; raise if
+    ``proc`` (the server process) exits or time runs out."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -773,12 +774,12 @@ def wait_ready(base_url: str, timeout: float = 180.0, proc=None) -> None:
             detail = proc.stderr.read().decode()[-2000:] if getattr(proc, "stderr", None) else ""
             raise RuntimeError(f"server exited with {proc.returncode}: {detail}")
         try:
-            if httpx.get(base_url + "/ready", timeout=2).status_code == 200:
+            if httpx.get(base_url + path, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise TimeoutError(f"{base_url} not ready after {timeout} s")
+    raise TimeoutError(f"{base_url}{path} not 200 after {timeout} s")
 
 
 def serve(config: ServerConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:

@@ -49,41 +49,46 @@ def load_course_tokenizer(profile: ProfileLike = None):
     return load_bpe(course_tokenizer_dir(profile))
 
 
+def pretrain_course_model(out: Path, cfg, tokenizer, progress: bool = True) -> None:
+    """Pretrain TinyGPT with recipe ``cfg`` on its corpus; write weights, tokenizer and ``meta.json`` to ``out``."""
+    train_ids = encode_documents(tokenizer, load_corpus("train", cfg.corpus))
+    heldout_ids = encode_documents(tokenizer, load_corpus("heldout", cfg.corpus))
+    torch.manual_seed(cfg.seed)
+    model = TinyGPT(cfg.gpt_config(len(tokenizer))).to(get_device())
+    start = time.perf_counter()
+    history = train(model, train_ids, cfg, heldout=heldout_ids, progress=progress)
+    seconds = time.perf_counter() - start
+    ppl = perplexity(model, heldout_ids, cfg.block_size)
+    torch.save(model.cpu().state_dict(), out / "model.pt")
+    save_tokenizer(tokenizer, out / "tokenizer")
+    meta = {"gpt_config": model.config_dict(), "pretrain_config": asdict(cfg), "profile": cfg.corpus,
+            "parameters": model.num_parameters(), "train_tokens": len(train_ids),
+            "heldout_tokens": len(heldout_ids), "heldout_perplexity": ppl, "pretrain_seconds": seconds,
+            "torch_threads": torch.get_num_threads(), "history": {"train": history.train, "eval": history.eval}}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def load_model_dir(path: Path) -> TinyGPT:
+    """A TinyGPT written by ``pretrain_course_model`` (eval mode, CPU)."""
+    meta = json.loads((Path(path) / "meta.json").read_text())
+    model = TinyGPT(GPTConfig(**meta["gpt_config"]))
+    model.load_state_dict(torch.load(Path(path) / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval()
+
+
 def course_model_dir(profile: ProfileLike = None, progress: bool = True) -> Path:
     """Cache directory of the course model (weights, config, tokenizer, history), trained on first use."""
     p = as_profile(profile)
     cfg = pretrain_config(p)
     tok_dir = course_tokenizer_dir(p)
     key = _key("model", RECIPE_VERSION, asdict(cfg), tok_dir.name)
-
-    def build(out: Path) -> None:
-        tokenizer = load_bpe(tok_dir)
-        train_ids = encode_documents(tokenizer, load_corpus("train", cfg.corpus))
-        heldout_ids = encode_documents(tokenizer, load_corpus("heldout", cfg.corpus))
-        torch.manual_seed(cfg.seed)
-        model = TinyGPT(cfg.gpt_config(len(tokenizer))).to(get_device())
-        start = time.perf_counter()
-        history = train(model, train_ids, cfg, heldout=heldout_ids, progress=progress)
-        seconds = time.perf_counter() - start
-        ppl = perplexity(model, heldout_ids, cfg.block_size)
-        torch.save(model.cpu().state_dict(), out / "model.pt")
-        save_tokenizer(tokenizer, out / "tokenizer")
-        meta = {"gpt_config": model.config_dict(), "pretrain_config": asdict(cfg), "profile": p.name,
-                "parameters": model.num_parameters(), "train_tokens": len(train_ids),
-                "heldout_tokens": len(heldout_ids), "heldout_perplexity": ppl, "pretrain_seconds": seconds,
-                "history": {"train": history.train, "eval": history.eval}}
-        (out / "meta.json").write_text(json.dumps(meta, indent=1))
-
-    return build_once(cache_dir() / f"tinygpt-{p.name}-{key}", build)
+    return build_once(cache_dir() / f"tinygpt-{p.name}-{key}",
+                      lambda out: pretrain_course_model(out, cfg, load_bpe(tok_dir), progress))
 
 
 def load_course_model(profile: ProfileLike = None, progress: bool = True) -> TinyGPT:
     """The pretrained course TinyGPT for ``profile`` (eval mode, CPU), trained and cached on first use."""
-    path = course_model_dir(profile, progress)
-    meta = json.loads((path / "meta.json").read_text())
-    model = TinyGPT(GPTConfig(**meta["gpt_config"]))
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
-    return model.eval()
+    return load_model_dir(course_model_dir(profile, progress))
 
 
 def course_model_meta(profile: ProfileLike = None) -> dict:

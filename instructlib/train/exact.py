@@ -19,22 +19,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..data.collate import IGNORE_INDEX, encode_for_training
+from ..data.collate import IGNORE_INDEX, DataCollatorForInstructions, encode_for_training
+from .loop import forward_logits
 
 
 @lru_cache(maxsize=8)
 def _newline_ids(tokenizer) -> frozenset[int]:
     """Token ids whose text starts with a newline: greedy answers are cut there, like at end-of-text."""
-    ids = set()
-    for i in range(len(tokenizer)):
-        if tokenizer.decode([i]).lstrip(" \t").startswith("\n"):
-            ids.add(i)
-    return frozenset(ids)
-
-
-def _logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    out = model(input_ids=input_ids, attention_mask=attention_mask)
-    return out.logits if hasattr(out, "logits") else out
+    return frozenset(i for i in range(len(tokenizer)) if tokenizer.decode([i]).lstrip(" \t").startswith("\n"))
 
 
 @torch.no_grad()
@@ -52,31 +44,20 @@ def greedy_exact(model, tokenizer, records: Sequence, template: str = "chat", *,
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    ends = {tokenizer.eos_token_id} | (_newline_ids(tokenizer) if stop_at_newline else set())
-    end_ids = torch.tensor(sorted(ends), device=device)
+    eos = tokenizer.eos_token_id
+    end_ids = torch.tensor(sorted({eos} | (_newline_ids(tokenizer) if stop_at_newline else set())), device=device)
     encoded = [encode_for_training(r, tokenizer, max_length, template) for r in records]
+    collate = DataCollatorForInstructions(tokenizer)  # right padding: positions are those of an unpadded sequence
     result = [False] * len(records)
-    order = sorted((i for i, e in enumerate(encoded) if e is not None and e["labels"][-1] == tokenizer.eos_token_id),
+    order = sorted((i for i, e in enumerate(encoded) if e is not None and e["labels"][-1] == eos),
                    key=lambda i: len(encoded[i]["input_ids"]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        width = max(len(encoded[i]["input_ids"]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        labels = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):  # right padding: positions are those of an unpadded sequence
-            n = len(encoded[i]["input_ids"])
-            ids[row, :n] = torch.tensor(encoded[i]["input_ids"])
-            labels[row, :n] = torch.tensor(encoded[i]["labels"])
-            mask[row, :n] = 1
-        ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-        guess = _logits(model, ids, mask)[:, :-1].argmax(-1)  # position t predicts token t + 1
-        target = labels[:, 1:]
-        learned = target != IGNORE_INDEX
-        is_end = target == tokenizer.eos_token_id
-        right = torch.where(is_end, torch.isin(guess, end_ids), guess == target)
-        ok = (right | ~learned).all(dim=1)
+        batch = {k: v.to(device) for k, v in collate([encoded[i] for i in chunk]).items()}
+        guess = forward_logits(model, batch)[:, :-1].argmax(-1)  # position t predicts token t + 1
+        target = batch["labels"][:, 1:]
+        right = torch.where(target == eos, torch.isin(guess, end_ids), guess == target)
+        ok = (right | (target == IGNORE_INDEX)).all(dim=1)
         for row, i in enumerate(chunk):
             result[i] = bool(ok[row])
     model.train(was_training)
