@@ -84,3 +84,23 @@ def cluster_bootstrap(values, clusters, *, n_boot: int = 2000, confidence: float
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail])
     return float(v.mean()), float(low), float(high)
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial share ``k / n`` (stays inside [0, 1], sensible at 0 and n)."""
+    if not 0 <= k <= n or n == 0:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    z = math.sqrt(2) * _erfinv(confidence)
+    p = k / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def _erfinv(y: float) -> float:
+    """Inverse error function by Newton's method on math.erf (|y| < 1)."""
+    x = 0.0
+    for _ in range(60):
+        x -= (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
+    return x

@@ -24,7 +24,7 @@ def test_aliases_resolve_to_a_directory_per_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("INSTRUCTLIB_CACHE", str(tmp_path))
     monkeypatch.setenv("INSTRUCTLIB_PROFILE", "ci")
     assert set(FINETUNED_ALIASES) == {"tinygpt-sft-hand", "tinygpt-sft-templates", "tinygpt-sft-backtranslation",
-                                      "tinygpt-sft-selfinstruct", "tinygpt-sft-all"}
+                                      "tinygpt-sft-selfinstruct", "tinygpt-sft-all", "tinygpt-sft-control"}
     path = finetuned_path("tinygpt-sft-all")
     assert path == tmp_path / "finetuned" / "aliases" / "tinygpt-sft-all-ci"
     monkeypatch.setenv("INSTRUCTLIB_PROFILE", "cpu")

@@ -112,3 +112,15 @@ def test_cluster_bootstrap_over_runs_and_its_guards():
         cluster_bootstrap([1.0, 0.0], ["a"])
     with pytest.raises(ValueError):
         cluster_bootstrap([1.0, float("nan")], ["a", "b"])
+
+
+def test_wilson_interval_matches_the_formula_and_stays_in_range():
+    from instructlib.stats import wilson_interval
+
+    low, high = wilson_interval(4, 60)
+    assert (round(low, 4), round(high, 4)) == (0.0262, 0.1593)   # textbook value for 4/60
+    assert wilson_interval(0, 10)[0] == 0.0 and 0.27 < wilson_interval(0, 10)[1] < 0.28   # 0.2775
+    a, b = wilson_interval(3, 10)
+    c, d = wilson_interval(7, 10)
+    assert abs(a - (1 - d)) < 1e-12 and abs(b - (1 - c)) < 1e-12
+    assert wilson_interval(50, 100, 0.99)[0] < wilson_interval(50, 100, 0.95)[0]

@@ -98,7 +98,7 @@ def test_named_model_built_from_another_run_is_rebuilt_and_the_old_one_kept(tmp_
     (target / "meta.json").write_text(json.dumps({"alias": "tinygpt-sft-hand", "run": "an-older-run"}))
     path = capstone.capstone_model("tinygpt-sft-hand", progress=False)
     meta = json.loads((path / "meta.json").read_text())
-    assert path == target and meta["run"].startswith("capstone-hand-written-seed0-") and (path / "model.pt").exists()
+    assert path == target and meta["run"].startswith("testbed-hand-written-") and (path / "model.pt").exists()
     assert json.loads((tmp_path / "aliases" / "tinygpt-sft-hand-ci.replaced-1" / "meta.json").read_text())["run"] == \
         "an-older-run", "the stale directory is kept, not deleted"
     before = (path / "model.pt").stat().st_mtime_ns

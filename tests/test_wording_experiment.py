@@ -57,3 +57,21 @@ def test_a_run_is_trained_once_and_scored_on_every_set(tok, one_thread, tmp_path
     assert {k: len(v) for k, v in first["scores"].items()} == {k: len(v) for k, v in sets.items()}
     assert all(len(w) == 2 for w in first["wordings"].values())
     assert set(per_family(first["scores"]["heldout"], sets["heldout"])) == set(FAMS)
+
+
+def test_compare_pools_pairs_by_seed_and_item():
+    from instructlib.generate.wording_experiment import compare_pools
+
+    bed = Testbed(families=("count_words",), n_test=2)
+    items = evaluation_sets(bed)
+    n_h, n_n = len(items["heldout"]), len(items["novel"])
+
+    def run(h, n, seen):
+        return {"scores": {"heldout": h, "novel": n, "seen": seen}, "wordings": {"count_words": ["a", "b"]}}
+
+    runs = {("hand-written", 0): run([0] * n_h, [0] * n_n, [1, 1]), ("hand-written", 1): run([0] * n_h, [0] * n_n, [1, 0]),
+            ("more", 0): run([1] * n_h, [0] * n_n, [1, 1]), ("more", 1): run([1] * n_h, [1] * n_n, [1, 1])}
+    table = compare_pools(runs, bed, [0, 1], ["hand-written", "more"], n_boot=200)
+    assert table.loc["hand-written", "seen"] == 0.75 and table.loc["more", "wordings per family"] == 2
+    assert table.loc["more", "heldout vs hand-written"] == (1.0, 1.0, 1.0)   # every item, every seed
+    assert table.loc["more", "novel"][0] == 0.5 and table.loc["more", "novel"][1] == 0.0   # seeds disagree

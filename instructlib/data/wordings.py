@@ -120,3 +120,32 @@ def crossed_examples(split: str, n_inputs: int, pool: Pool, families: Sequence[s
         for inp, output in instances(FAMILIES[family], split, n_inputs, seed):
             out.extend(Example(Record(w, inp, output), family) for w in load_wordings(family).pool(pool))
     return out
+
+
+def guard_wordings(family: str) -> list[str]:
+    """The wordings a family's test sets use (held-out and novel): what no training set may contain."""
+    bank = load_wordings(family)
+    return list(bank.heldout) + list(bank.novel)
+
+
+def drop_leaks(pool: dict[str, Sequence[str]], threshold: float = 0.7) -> tuple[dict[str, list[str]], int]:
+    """``pool`` (family -> wordings) without wordings within ROUGE-L ``threshold`` of a test wording; (kept, dropped).
+
+    Generators can write a test wording by chance; training on it would make "held-out" a lie.
+    """
+    from ..text import rouge_l
+
+    kept, dropped = {}, 0
+    for family, wordings in pool.items():
+        guard = guard_wordings(family)
+        kept[family] = [w for w in wordings if all(rouge_l(g, w) < threshold for g in guard)]
+        dropped += len(wordings) - len(kept[family])
+    return kept, dropped
+
+
+def distinct(texts) -> list[str]:
+    """``texts`` with whitespace collapsed and repeats removed, first occurrence first."""
+    seen: dict[str, None] = {}
+    for t in texts:
+        seen.setdefault(" ".join(t.split()), None)
+    return list(seen)

@@ -8,11 +8,11 @@ over seeds and a Student-t 95 % interval. Every fine-tune is a run of chapter 05
 (``train.experiment.cached_train``: keyed by the encoded data, the training configuration with its
 seed, and the base model), so a rerun only evaluates.
 
-The course's capstone (notebook 09) runs ``run_capstone`` on the data of ``capstone_data`` (five
-conditions, three test sets) at the active profile's sizes with one token budget (``capstone_budget``)
-and ``capstone_recipe()``. The first seed of each condition is a named model,
-``load_model("tinygpt-sft-all")`` etc. (``models.loader.FINETUNED_ALIASES``): ``capstone_model(name)`` builds one (a cache hit after the
-notebook ran), and importing this module registers it as the loader's on-demand builder.
+Notebook 09 uses ``run_capstone`` to evaluate chapter 05's recipe over seeds; its capstone proper
+runs on chapter 06's testbed (``evaluation.wording_capstone``). Seed 0 of each capstone condition is
+a named model, ``load_model("tinygpt-sft-all")`` etc. (``models.loader.FINETUNED_ALIASES``):
+``capstone_model(name)`` builds one (a cache hit after the notebook ran), and importing this module
+registers it as the loader's on-demand builder.
 """
 from __future__ import annotations
 
@@ -190,35 +190,17 @@ def summarize_seeds(table: EvalTable, runs: Sequence[dict] = ()) -> Any:
     return pd.DataFrame(out)
 
 
-# --- the course's capstone at the active profile's sizes, and its named models -----------------
+# --- the named models of the course's capstone (chapter 09's testbed runs) ---------------------
 
-# load_model aliases (models.loader.FINETUNED_ALIASES) -> capstone condition
+# load_model aliases (models.loader.FINETUNED_ALIASES) -> capstone condition (evaluation.wording_capstone)
 ALIAS_CONDITIONS = {
     "tinygpt-sft-hand": "hand-written",
     "tinygpt-sft-templates": "+ templates",
     "tinygpt-sft-backtranslation": "+ back-translation",
     "tinygpt-sft-selfinstruct": "+ self-instruct",
     "tinygpt-sft-all": "all",
+    "tinygpt-sft-control": "positive control",
 }
-
-
-def capstone_recipe(profile=None) -> Recipe:
-    """Chapter 05's recipe at the profile's step count (no early stopping: every condition gets its full budget)."""
-    from instructlib.evaluation.capstone_data import capstone_sizes
-
-    sizes = capstone_sizes(profile)
-    return Recipe(steps=sizes.steps, batch_size=sizes.batch_size)
-
-
-def capstone_budget(profile=None) -> float:
-    """The capstone's token budget: ``steps`` batches of the hand-written data (same for every condition)."""
-    from instructlib.evaluation.capstone_data import capstone_sizes, hand_written_examples
-    from instructlib.models import load_tokenizer
-
-    sizes, recipe = capstone_sizes(profile), capstone_recipe(profile)
-    encoded = encode_dataset(_records(hand_written_examples(sizes)), load_tokenizer("tinygpt"),
-                             load_model_block_size(), recipe.template)[0]
-    return recipe.steps * recipe.batch_size * mean_tokens(encoded)
 
 
 def _condition(name: str) -> str:
@@ -227,48 +209,32 @@ def _condition(name: str) -> str:
     return ALIAS_CONDITIONS[name]
 
 
-def _alias_run(name: str, progress: bool = False) -> tuple[str, list, list[dict], int]:
-    """(condition, training data, its encoding, steps) of the alias ``name``: its condition's first seed at the
-    capstone's budget."""
-    from instructlib.evaluation.capstone_data import train_sets
-    from instructlib.models import load_tokenizer
+def build_capstone_model(name: str, out: Path, progress: bool = False) -> None:
+    """Write the alias ``name`` into ``out``: its condition's seed 0 of notebook 09's capstone (cached run)."""
+    from instructlib.evaluation.wording_capstone import course_run
 
     condition = _condition(name)
-    recipe = capstone_recipe()
-    data = train_sets(conditions=[condition], progress=progress)[condition]
-    encoded = encode_dataset(_records(data), load_tokenizer("tinygpt"), load_model_block_size(), recipe.template)[0]
-    return condition, data, encoded, steps_for_budget(encoded, recipe.batch_size, capstone_budget())
-
-
-def build_capstone_model(name: str, out: Path, progress: bool = False) -> None:
-    """Write the alias ``name`` into ``out``: its condition's first seed, trained (or read from the cache)."""
-    from instructlib.evaluation.capstone_data import capstone_sizes
-
-    condition, data, _, steps = _alias_run(name, progress)
-    model, meta = cached_finetune(condition, data, steps=steps, seed=capstone_sizes().seeds[0], recipe=capstone_recipe(),
-                                  progress=progress)
-    save_finetuned(out, model, {**meta, "alias": name, "condition": condition,
-                                "description": FINETUNED_ALIASES[name]})
+    run = course_run(condition, 0, progress)
+    save_finetuned(out, run.model.cpu().eval(), {
+        "alias": name, "condition": condition, "seed": 0, "run": run.path.name, "steps": run.info["step"],
+        "steps_planned": run.info["config"]["max_steps"], "tokens": run.info["tokens"],
+        "base": run.info["key"]["base"], "description": FINETUNED_ALIASES[name]})
 
 
 def capstone_model(name: str, progress: bool = True) -> Path:
     """Build (once) the named fine-tuned model and return its directory; ``load_model(name)`` then loads it.
 
-    A directory built from another run (the condition's data or recipe changed since) is moved aside
-    to ``<dir>.replaced-<n>`` (kept, not deleted) and the alias is rebuilt from the current run.
+    A directory built from another run (the condition's data, the testbed or the base changed since)
+    is moved aside to ``<dir>.replaced-<n>`` (kept, not deleted) and the alias is rebuilt.
     """
     import json
 
-    from instructlib.evaluation.capstone_data import capstone_sizes
-    from instructlib.train.experiment import run_dir
+    from instructlib.evaluation.wording_capstone import course_run
 
-    _condition(name)
+    condition = _condition(name)
     path = finetuned_path(name)
     if (path / "meta.json").exists():
-        condition, data, encoded, steps = _alias_run(name, progress)
-        args = _finetune_run(condition, data, steps, capstone_sizes().seeds[0], capstone_recipe(), None, "tinygpt",
-                             progress, encoded)
-        current = run_dir(args["name"], args["config"], args["train_data"], args["eval_data"], args["key"]).name
+        current = course_run(condition, 0, progress).path.name
         if json.loads((path / "meta.json").read_text()).get("run") != current:
             move_aside(path)
     if not (path / "meta.json").exists():

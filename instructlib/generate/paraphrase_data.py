@@ -35,6 +35,7 @@ from ..data.verifiable import FAMILIES, Example, Split, make_examples
 from .funnel import Funnel
 
 POOL_VERSION = 1
+BACKTRANSLATION, UNFILTERED = "+ back-translation", "+ back-translation, unfiltered"   # pool labels (ch07-09)
 ORDERS = ("fidelity", "source")
 
 
@@ -164,6 +165,14 @@ def paraphrase_pool(profile: "Optional[str | Profile]" = None, recipe: Optional[
     with open(path / "candidates.jsonl", encoding="utf-8") as f:
         candidates = [json.loads(line) for line in f if line.strip()]
     return ParaphrasePool(meta["paraphrases"], Funnel.from_dict(meta["funnel"]), candidates, recipe, path)
+
+
+def unfiltered_paraphrases(pool: ParaphrasePool, families: Sequence[str]) -> dict[str, list[str]]:
+    """Every distinct non-empty round trip of each family that differs from its source: the pool before any filter."""
+    from ..data.wordings import distinct
+
+    return {f: distinct(r["paraphrase"] for r in pool.candidates if r["family"] == f and r["paraphrase"].strip()
+                        and r["paraphrase"] != r["source"]) for f in families}
 
 
 def rephrase(examples: Sequence[Example], paraphrases: Mapping[str, Sequence[str]], seed: int = 0) -> list[Example]:

@@ -21,7 +21,7 @@ from typing import Callable, Literal, Optional, Sequence
 
 from ..data.collate import DataCollatorForInstructions, encode_dataset
 from ..data.verifiable import Example, solve
-from ..data.wordings import crossed_examples, training_wordings, worded_examples
+from ..data.wordings import crossed_examples, distinct, load_wordings, training_wordings, worded_examples
 from ..train import TrainConfig
 from ..train.exact import greedy_exact
 from ..train.experiment import CachedRun, cached_train
@@ -29,6 +29,8 @@ from .templates import stable_seed
 
 Source = Literal["human", "grammar"]
 SETS = ("seen", "heldout", "novel")
+# labels of the wording pools chapters 06-09 share (a label names a run in the cache: same label, same run)
+HAND, TEMPLATES, CONTROL = "hand-written", "+ templates", "positive control"
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,35 @@ def evaluation_sets(testbed: Testbed) -> dict[str, list[Example]]:
 def train_run(make_base: Callable, tokenizer, testbed: Testbed, source: Source, k: Optional[int], seed: int,
               base_key: str, device=None) -> CachedRun:
     """Fine-tune ``make_base()`` on one condition (or load the cached run): chapter 05's loop, fixed budget."""
-    wordings = condition_wordings(testbed.families, source, k, seed)
+    return _train(make_base, tokenizer, testbed, f"ch06-wordings-{source}-{k or 'all'}",
+                  condition_wordings(testbed.families, source, k, seed), seed,
+                  {"base": base_key, "source": source, "k": k}, device)
+
+
+def run_name(label: str) -> str:
+    """The run cache's name of a labelled wording pool ("+ back-translation" -> "testbed-back-translation")."""
+    return "testbed-" + "-".join("".join(ch if ch.isalnum() else " " for ch in label).split())
+
+
+def train_pool(make_base: Callable, tokenizer, testbed: Testbed, label: str, wordings: dict[str, Sequence[str]],
+               seed: int, base_key: str, device=None) -> CachedRun:
+    """Fine-tune on the testbed's training inputs worded with ``wordings`` (any source): one run of the cache.
+
+    Chapters 07-09 name their pools with the same ``label`` ("hand-written", "positive control", ...),
+    so a pool trained for one chapter is a cache hit for the next.
+    """
+    return _train(make_base, tokenizer, testbed, run_name(label), wordings, seed,
+                  {"base": base_key, "condition": label}, device)
+
+
+def _train(make_base: Callable, tokenizer, testbed: Testbed, name: str, wordings: dict[str, Sequence[str]],
+           seed: int, key: dict, device=None) -> CachedRun:
     train_set = worded_examples("train", testbed.n_train, wordings, seed=0)  # same inputs in every run
     data, _ = encode_dataset([e.record for e in train_set], tokenizer, testbed.max_len, "chat")
     config = TrainConfig(max_steps=testbed.steps, batch_size=testbed.batch, lr=testbed.lr,
                          warmup_steps=max(1, testbed.steps // 20), min_lr_ratio=0.1, weight_decay=0.01,
                          group_by_length=True, seed=seed, progress=False)
-    return cached_train(f"ch06-wordings-{source}-{k or 'all'}", make_base, data, DataCollatorForInstructions(tokenizer),
-                        config, key={"base": base_key, "source": source, "k": k}, device=device)
+    return cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config, key=key, device=device)
 
 
 def run_condition(make_base: Callable, tokenizer, testbed: Testbed, source: Source, k: Optional[int], seed: int,
@@ -75,6 +98,18 @@ def run_condition(make_base: Callable, tokenizer, testbed: Testbed, source: Sour
     """One run's per-item scores on ``seen``, ``heldout`` and ``novel`` (computed once, kept with the run)."""
     run = train_run(make_base, tokenizer, testbed, source, k, seed, base_key, device)
     wordings = condition_wordings(testbed.families, source, k, seed)
+    return {"source": source, "k": k, **score_run(run, tokenizer, testbed, wordings, seed)}
+
+
+def run_pool(make_base: Callable, tokenizer, testbed: Testbed, label: str, wordings: dict[str, Sequence[str]],
+             seed: int, base_key: str, device=None) -> dict:
+    """``train_pool`` then its scores on ``seen``, ``heldout`` and ``novel`` (as ``run_condition``)."""
+    run = train_pool(make_base, tokenizer, testbed, label, wordings, seed, base_key, device)
+    return {"label": label, **score_run(run, tokenizer, testbed, wordings, seed)}
+
+
+def score_run(run: CachedRun, tokenizer, testbed: Testbed, wordings: dict[str, Sequence[str]], seed: int) -> dict:
+    """Per-item greedy exact match of a trained run on the three test sets, memoised next to its weights."""
     sets = {"seen": seen_examples(testbed, wordings), **evaluation_sets(testbed)}
 
     def score() -> dict:
@@ -82,7 +117,7 @@ def run_condition(make_base: Callable, tokenizer, testbed: Testbed, source: Sour
                 for name, items in sets.items()}
 
     scores = run.memo(f"scores-{stable_seed(asdict(testbed), SETS) % 10**10:010d}", score)
-    return {"source": source, "k": k, "seed": seed, "wordings": wordings, "scores": scores,
+    return {"seed": seed, "wordings": {f: list(w) for f, w in wordings.items()}, "scores": scores,
             "train_seconds": run.info["train_seconds"], "tokens": run.info["tokens"], "from_cache": run.from_cache}
 
 
@@ -121,3 +156,67 @@ def majority_baseline(items: Sequence[Example]) -> dict[str, float]:
     for e in items:
         by.setdefault(e.family, Counter())[e.record.output] += 1
     return {f: c.most_common(1)[0][1] / sum(c.values()) for f, c in by.items()}
+
+
+TESTBED_FAMILIES = ("count_words", "first_last_word", "comma_list", "repeat_word")  # chapter 06's ceiling families
+
+
+def hand_wordings(families: Sequence[str]) -> dict[str, list[str]]:
+    """Chapter 05's six hand-written training phrasings per family (the bank's first six ``human`` wordings)."""
+    return {f: list(load_wordings(f).human[:6]) for f in families}
+
+
+def control_wordings(families: Sequence[str]) -> dict[str, list[str]]:
+    """All 40 clean hand-written wordings per family: the positive control, what an ideal generator gives."""
+    return {f: list(load_wordings(f).human) for f in families}
+
+
+def plus_hand(families: Sequence[str], *extra: dict[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Chapter 05's phrasings plus the ``extra`` wordings per family (repeats removed, order kept)."""
+    hand = hand_wordings(families)
+    return {f: distinct(hand[f] + [w for e in extra for w in e.get(f, [])]) for f in families}
+
+
+def course_testbed(profile=None, max_len: int = 128) -> Testbed:
+    """The testbed chapters 06-10 share, at ``profile``'s sizes (``ci``: seconds; ``cpu``/``gpu``: the real one)."""
+    from ..config import as_profile
+
+    p = as_profile(profile)
+    return Testbed(families=TESTBED_FAMILIES, n_train=p.pick(ci=4, cpu=2000), steps=p.pick(ci=3, cpu=1000),
+                   batch=p.pick(ci=4, cpu=16), lr=3e-3, n_test=p.pick(ci=1, cpu=45), n_seen=p.pick(ci=2, cpu=100),
+                   max_len=max_len)
+
+
+def score_matrix(runs: dict, condition: str, seeds: Sequence[int], name: str):
+    """(seeds, items) array of one pool's exact-match verdicts on test set ``name``."""
+    import numpy as np
+
+    return np.array([runs[condition, s]["scores"][name] for s in seeds], dtype=float)
+
+
+def compare_pools(runs: dict, testbed: Testbed, seeds: Sequence[int], conditions: Sequence[str],
+                  reference: str = HAND, n_boot: int = 2000):
+    """One row per pool label (chapters 07-09's comparisons): wordings per family, the ceiling (``seen``),
+    held-out and novel exact match with intervals, and the paired difference to ``reference`` on both.
+
+    Interval columns hold (mean, low, high) from ``stats.cluster_bootstrap`` (wordings are the clusters;
+    differences are paired by seed and item).
+    """
+    import pandas as pd
+
+    from ..stats import cluster_bootstrap
+
+    clusters = {name: [(e.family, e.record.instruction) for e in items]
+                for name, items in evaluation_sets(testbed).items()}
+    rows = []
+    for c in conditions:
+        row = {"condition": c,
+               "wordings per family": sum(len(w) for w in runs[c, seeds[0]]["wordings"].values()) / len(testbed.families),
+               "seen": float(score_matrix(runs, c, seeds, "seen").mean())}
+        for name in ("heldout", "novel"):
+            m = score_matrix(runs, c, seeds, name)
+            row[name] = cluster_bootstrap(m, clusters[name], n_boot=n_boot)
+            row[f"{name} vs {reference}"] = cluster_bootstrap(m - score_matrix(runs, reference, seeds, name),
+                                                              clusters[name], n_boot=n_boot)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("condition")

@@ -10,14 +10,15 @@ the hub.
   chapter 10 can start without re-running chapter 09:
 
   ======================================  ====================================================
-  ``"tinygpt-sft-hand"``                  TinyGPT + chapter 05's recipe on the hand-written data
-  ``"tinygpt-sft-templates"``             ... on hand-written + chapter 06's templates
-  ``"tinygpt-sft-backtranslation"``       ... on hand-written + chapter 07's back-translations
-  ``"tinygpt-sft-selfinstruct"``          ... on hand-written + chapter 08's self-instruct data
-  ``"tinygpt-sft-all"``                   ... on all of it
+  ``"tinygpt-sft-hand"``                  TinyGPT + the testbed tasks in chapter 05's six wordings
+  ``"tinygpt-sft-templates"``             ... + chapter 06's template (grammar) wordings
+  ``"tinygpt-sft-backtranslation"``       ... + chapter 07's round-trip paraphrases
+  ``"tinygpt-sft-selfinstruct"``          ... + chapter 08's self-instruct rewrites
+  ``"tinygpt-sft-all"``                   ... + all three
+  ``"tinygpt-sft-control"``               ... in 40 clean hand-written wordings (the positive control)
   ======================================  ====================================================
 
-  Each is the first seed of its capstone condition, trained for the active profile, and lives in
+  Each is seed 0 of its capstone condition, trained for the active profile, and lives in
   ``finetuned_dir(name)`` (``model.pt`` + ``meta.json``). This module only *looks them up*: the
   training code is two floors up, in ``instructlib.evaluation.capstone``, which registers a builder
   for every name when it is imported (``register_finetuned_builder``). So ``load_model(name)`` builds a
@@ -63,6 +64,7 @@ FINETUNED_ALIASES = {
     "tinygpt-sft-backtranslation": "TinyGPT fine-tuned on hand-written + chapter 07's back-translations (condition c)",
     "tinygpt-sft-selfinstruct": "TinyGPT fine-tuned on hand-written + chapter 08's self-instruct data (condition d)",
     "tinygpt-sft-all": "TinyGPT fine-tuned on all of the above under the same token budget (capstone condition e)",
+    "tinygpt-sft-control": "TinyGPT fine-tuned on 40 clean hand-written wordings per task (capstone condition f)",
 }
 FINETUNED_BUILD_COMMAND = "instructlib capstone build {name}"
 FINETUNED_BUILD_FUNCTION = "instructlib.evaluation.capstone.capstone_model({name!r})"
