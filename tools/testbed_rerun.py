@@ -1,11 +1,13 @@
-"""Course tool: does chapter 06's headline survive another base model and another thread count?
+"""Course tool: do chapters 06 and 09's headlines survive another base model and another thread count?
 
 Pretrains a TinyGPT with chapter 03's `cpu` recipe but another seed and thread count (a learner's
-machine differs), then trains chapter 06's two headline conditions (1 hand-written wording vs all 40)
-on it and checks the conclusion the notebook states: held-out exact match gains at least 10 points,
-with the 95 % interval (over wordings) above 0. Exit status 0 when it stands, 1 when it does not.
+machine differs), then trains on it chapter 06's two headline conditions (1 hand-written wording vs
+all 40) and chapter 09's capstone pair ((a) chapter 05's six phrasings vs (e) all generated wordings)
+and checks the conclusions the notebooks state: chapter 06, held-out exact match gains at least 10
+points; chapter 09, at least 20; each with the 95 % interval (over wordings) above 0. Exit status 0
+when both stand, 1 when one does not.
 
-    python tools/testbed_rerun.py --base-seed 1 --threads 1      # about 15 minutes on 2 cores
+    python tools/testbed_rerun.py --base-seed 1 --threads 1      # about 20 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -55,8 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out exact match: 1 wording {one.mean():.1%}, all 40 {every.mean():.1%}; "
           f"paired difference {diff:+.1%} [{low:+.1%}, {high:+.1%}]")
     stands = diff >= 0.10 and low > 0
-    print("the notebook's conclusion " + ("stands" if stands else "does NOT stand") + " on this base")
-    return 0 if stands else 1
+    print("chapter 06's conclusion " + ("stands" if stands else "does NOT stand") + " on this base")
+
+    from instructlib.evaluation.wording_capstone import ALL, condition_pools, generated_wordings
+    from instructlib.generate.wording_experiment import HAND, run_pool
+
+    pools = condition_pools(FAMILIES, generated_wordings(FAMILIES, "cpu")[0])
+    cap = {c: np.array(run_pool(lambda: copy.deepcopy(base), tok, bed, c, pools[c], args.seed, name)["scores"]["heldout"],
+                       dtype=float) for c in (HAND, ALL)}
+    diff, low, high = cluster_bootstrap(cap[ALL] - cap[HAND], clusters)
+    print(f"capstone, held-out exact match: (a) {HAND} {cap[HAND].mean():.1%}, (e) {ALL} {cap[ALL].mean():.1%}; "
+          f"paired difference {diff:+.1%} [{low:+.1%}, {high:+.1%}]")
+    capstone = diff >= 0.20 and low > 0
+    print("chapter 09's conclusion " + ("stands" if capstone else "does NOT stand") + " on this base")
+    return 0 if stands and capstone else 1
 
 
 if __name__ == "__main__":
