@@ -95,3 +95,15 @@ def test_capstone_registers_builders_and_builds_in_ci_size(tmp_path, monkeypatch
     assert _same_weights(load_finetuned(again), model)
     with pytest.raises(KeyError):
         capstone.capstone_model("tinygpt-sft-nothing")
+
+
+def test_capstone_cli_list_and_unknown_name(capsys, tmp_path, monkeypatch):
+    from instructlib.cli import main
+
+    monkeypatch.setenv("INSTRUCTLIB_CACHE", str(tmp_path))
+    assert main(["capstone", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "tinygpt-sft-all" in out and "tinygpt-sft-control" in out and "not built" in out
+    assert main(["capstone", "build", "tinygpt-sft-nothing"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model name(s) tinygpt-sft-nothing" in err and "Traceback" not in err

@@ -105,27 +105,6 @@ def test_the_cached_pool_of_the_profile_is_built_once_and_consistent(one_thread,
     assert all(e.record.instruction in pool.paraphrases[e.family] for e in examples)
 
 
-def test_experiment_conditions_differ_only_in_the_wording_of_the_copies(monkeypatch):
-    from instructlib.generate.template_experiment import CONDITION_BUILDERS, condition_examples
-
-    fake = ParaphrasePool({"add": ["Sum them."], "count_words": ["How many words?"]}, Funnel(), [], PoolRecipe())
-    monkeypatch.setattr(paraphrase_data, "paraphrase_pool", lambda profile=None, progress=False: fake)
-    monkeypatch.setattr("instructlib.generate.template_experiment.CONDITION_BUILDERS", dict(CONDITION_BUILDERS))
-    without, with_ = paraphrase_data.register_experiment_conditions()
-    fams = ["add", "count_words"]
-    a = condition_examples(without, "train", 6, 1, fams)
-    b = condition_examples(with_, "train", 6, 1, fams)
-    assert len(a) == len(b) == 2 * (6 + 3 + 3)
-    key = lambda e: (e.family, e.record.input, e.record.output)  # noqa: E731
-    assert sorted(map(key, a)) == sorted(map(key, b))  # the same inputs, as often
-    wording = lambda xs: [e.record.instruction for e in xs]  # noqa: E731
-    assert sum(w in ("Sum them.", "How many words?") for w in wording(b)) == 2 * 3
-    assert not {"Sum them.", "How many words?"} & set(wording(a))
-    train = {p for f in fams for p in FAMILIES[f].train_phrasings}
-    assert sum(w in train for w in wording(a)) == 2 * 6 and sum(w in train for w in wording(b)) == 2 * 3
-    assert a == condition_examples(without, "train", 6, 1, fams)  # deterministic
-
-
 def test_candidates_can_be_filtered_again_with_other_settings():
     forward, backward = scripted_translators()
     pool = build_pool(forward, backward, PoolRecipe(n=2, min_chrf=30), families=["add"])
@@ -137,3 +116,14 @@ def test_candidates_can_be_filtered_again_with_other_settings():
     assert kept == {"add": []}  # nothing that new is that faithful
     assert pool.paraphrases == {"add": ["Sum up the two numbers."]}  # the pool's own rows are untouched
     assert [r["kept"] for r in pool.candidates].count(True) == 1
+
+
+def test_unfiltered_paraphrases_are_every_distinct_change_of_the_source():
+    from instructlib.generate.funnel import Funnel
+    from instructlib.generate.paraphrase_data import PoolRecipe, ParaphrasePool, unfiltered_paraphrases
+
+    rows = [{"family": "add", "source": "Add them.", "paraphrase": p} for p in
+            ["Add them.", "Sum  them.", "Sum them.", "", "Plus them."]]
+    rows.append({"family": "uppercase", "source": "Shout.", "paraphrase": "Yell."})
+    pool = ParaphrasePool({}, Funnel(), rows, PoolRecipe())
+    assert unfiltered_paraphrases(pool, ["add", "antonym"]) == {"add": ["Sum them.", "Plus them."], "antonym": []}

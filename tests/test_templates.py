@@ -408,22 +408,3 @@ def test_templated_examples_render_the_chosen_templates():
         "test", 5, seed=0, templates="heldout")
 
 
-def test_experiment_grid_resumes_from_its_cache(tmp_path, monkeypatch):
-    import instructlib.generate.template_experiment as te
-
-    calls = []
-
-    def fake_run(base, tokenizer, condition, seed, sizes, device=None, prepare=None):
-        calls.append((condition, seed))
-        return {"condition": condition, "seed": seed, "a_seen": 0.5}
-
-    monkeypatch.setattr(te, "run_condition", fake_run)
-    sizes = te.ExperimentSizes(families=("antonym",), n_train=2, n_eval=2, steps=1, batch=2)
-    first = te.run_grid(None, None, [1, None, "ch05"], [0, 1], sizes, tmp_path / "grid.jsonl", progress=False)
-    again = te.run_grid(None, None, [1, None, "ch05"], [0, 1, 2], sizes, tmp_path / "grid.jsonl", progress=False)
-    assert len(calls) == 9 and calls[6:] == [(1, 2), (None, 2), ("ch05", 2)]
-    assert {k: v for k, v in again.items() if k[1] < 2} == first and again[None, 1]["condition"] is None
-    ch05 = te.condition_examples("ch05", "test", 3, 0, ["antonym"])
-    assert all(e.record.input and e.family == "antonym" for e in ch05)
-    sets = te.evaluation_sets(sizes)
-    assert len(sets["b_heldout"]) == len(sets["c_ch05"]) == 2

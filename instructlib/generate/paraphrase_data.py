@@ -5,8 +5,8 @@ course translator English -> Chinese (greedy) -> English (``n`` samples), the ca
 chapter 07's meaning filters (``meaning_filters.default_checks``: script, vocabulary, length ratio,
 numbers, chrF fidelity, novelty), and what survives is the family's *paraphrase pool*.
 ``paraphrased_examples`` then gives the inputs of a split (``verifiable.make_examples``) with each
-instruction replaced by a paraphrase from its family's pool: chapter 06's experiment machinery and
-chapter 09's capstone train on them.
+instruction replaced by a paraphrase from its family's pool; chapters 07 and 09 train on the pool
+itself through chapter 06's testbed (``unfiltered_paraphrases`` is the pool before any filter).
 
 The pool is built once per profile and recipe and cached under ``config.cache_dir()``
 (``paraphrases-<profile>-<key>/``: ``candidates.jsonl`` with every candidate, kept or not and why,
@@ -216,44 +216,3 @@ def paraphrased_examples(split: Split, n_per_family: int, *, seed: int = 0, fami
     if not have:
         return []
     return rephrase(make_examples(split, n_per_family, seed, families=have), pool, seed)
-
-
-# --- the experiment of notebook 07: chapter 06's best recipe, with and without paraphrases -----------
-
-WITHOUT, WITH = "all+phrasings", "all+paraphrases"
-
-
-def recipe_examples(split: Split, n_per_family: int, seed: int, families: Sequence[str], *, paraphrases: bool,
-                    profile: "Optional[str | Profile]" = None) -> list[Example]:
-    """Chapter 06's best recipe plus phrased copies: the two conditions of chapter 07's experiment.
-
-    Both: the ``n_per_family`` inputs rendered with every training template (``templated_examples``,
-    chapter 06's "all templates") and the first ``k = n_per_family // 2`` of those inputs in a
-    training phrasing (chapter 05). Then the same ``k`` inputs once more, in *another* training
-    phrasing (``paraphrases=False``) or in a kept round-trip paraphrase (``True``): same inputs, same
-    size, only the wording of those ``k`` copies differs. (Families without paraphrases get no copies.)
-    """
-    from .template_data import templated_examples
-
-    fams = list(families)
-    k = max(1, n_per_family // 2)
-    out = templated_examples(split, n_per_family, n_templates=None, seed=seed, families=fams)
-    phrased = make_examples(split, k, seed, families=fams)
-    if paraphrases:
-        copies = paraphrased_examples(split, k, seed=seed, families=fams, profile=profile)
-    else:
-        copies = rephrase(phrased, {f: FAMILIES[f].train_phrasings for f in fams}, seed + 1)
-    out += phrased + copies
-    random.Random(f"{seed}/{split}/{paraphrases}/recipe").shuffle(out)
-    return out
-
-
-def register_experiment_conditions(profile: "Optional[str | Profile]" = None) -> tuple[str, str]:
-    """Make ``WITHOUT`` and ``WITH`` conditions of chapter 06's ``run_grid``; returns their names."""
-    import functools
-
-    from .template_experiment import CONDITION_BUILDERS
-
-    for name, flag in ((WITHOUT, False), (WITH, True)):
-        CONDITION_BUILDERS[name] = functools.partial(recipe_examples, paraphrases=flag, profile=profile)
-    return WITHOUT, WITH
