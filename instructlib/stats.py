@@ -1,5 +1,5 @@
-"""Chapter 09: the Student-t quantile behind every "mean over seeds ± 95 % interval" (no SciPy needed),
-and the cluster bootstrap behind intervals over wordings (chapter 06 uses it first).
+"""Chapter 06: the cluster bootstrap behind intervals over wordings, the Student-t quantile behind every
+"mean over seeds ± 95 % interval" (no SciPy needed) and the Wilson interval of a share.
 
 Floor 0, so chapter 05's cached runs (``train.experiment.mean_interval``), chapter 06's wording curve
 and chapter 09's ``evaluation.bootstrap.mean_over_seeds`` use one implementation.

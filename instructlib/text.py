@@ -1,4 +1,4 @@
-"""Chapter 08: words, CJK detection and ROUGE-L — the one text-similarity module of the library.
+"""Chapter 06: words, CJK detection and ROUGE-L, the one text-similarity module (built in the open in 08).
 
 ``tokenize`` is the tokenizer of the ``rouge-score`` package (lowercase, keep ``[a-z0-9]+`` runs,
 no stemming) with one addition: every CJK character is a token of its own. On text without CJK

@@ -1,4 +1,4 @@
-"""Chapter 03: the course's pretraining corpus: built offline and deterministically from project-written text.
+"""Chapter 01: the course corpus, built offline from project-written text (chapter 03 pretrains on it).
 
 Two sources, both written for this project (see ``README.md`` in this folder for every byte):
 * ``paragraphs.txt``: hand-written prose paragraphs;

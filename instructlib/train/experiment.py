@@ -95,7 +95,8 @@ def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Seq
             "step": result.step, "best_step": result.best_step, "best_val_loss": result.best_val_loss,
             "restored_best": result.restored_best, "stopped_early": result.stopped_early,
             "tokens": result.tokens, "train_seconds": result.seconds,
-            "wall_seconds": time.perf_counter() - t0, "trainable": trainable, "total": total, "curve": points})
+            "wall_seconds": time.perf_counter() - t0, "trainable": trainable, "total": total, "curve": points,
+            "torch_threads": torch.get_num_threads()})  # CPU results depend on it; not part of the key
 
     from_cache = target.exists()
     build_once(target, build)
