@@ -11,7 +11,9 @@ Scored with teacher-forced greedy exact match (``train.exact``) on three sets of
 * ``novel``: held-out wordings whose content words no training wording uses.
 
 Runs go through the one run cache (``train.experiment.cached_train``); their scores are kept next
-to the weights, so a rerun of the notebook only reads them.
+to the weights, so a rerun of the notebook only reads them. Chapters 07-09 put their generators
+through the same testbed (``course_testbed``) with ``run_pool``: any labelled pool of wordings per
+family, compared with ``compare_pools``.
 """
 from __future__ import annotations
 
