@@ -289,3 +289,56 @@ def summarize_pairwise(verdicts: Sequence[PairVerdict], truth: Optional[Sequence
     ties = float(np.mean([v.winner == "tie" for v in parsed])) if parsed else float("nan")
     return JudgeSummary(len(verdicts), len(verdicts) - len(parsed), bootstrap_ci(wins, seed=seed) if wins else None,
                         agreement, position_flip_rate(verdicts), first_position_rate(verdicts), ties)
+
+
+# --- verdicts read from the judge's probabilities -----------------------------------------------
+
+RATING_CHOICES = tuple(f"Rating: [[{k}]]" for k in range(1, 11))
+PAIR_CHOICES = ("[[A]]", "[[B]]")
+
+
+def choice_logprobs(judge, conversations: Sequence[list[dict]], choices: Sequence[str], *,
+                    batch_size: int = 8) -> np.ndarray:
+    """(conversations, choices) array of log P(choice | the conversation's prompt), in nats.
+
+    The judge's reply is not generated but *scored*: every choice is one complete reply, so nothing
+    needs parsing and every item gets a verdict. Computed as ``nll(prompt) - nll(prompt + choice)``;
+    ValueError if a choice's tokens do not extend the prompt's or the text would be truncated.
+    """
+    prompts = [judge.chat_prompt(list(c)) for c in conversations]
+    tokenizer, limit = judge.tokenizer, judge._max_length()
+    for p in prompts:
+        head = tokenizer(p, add_special_tokens=False)["input_ids"]
+        for c in choices:
+            ids = tokenizer(p + c, add_special_tokens=False)["input_ids"]
+            if ids[:len(head)] != head or len(ids) >= limit:
+                raise ValueError(f"choice {c!r} does not extend the prompt's tokens within {limit} positions")
+    base = judge.nll(prompts, batch_size=batch_size)
+    full = judge.nll([p + c for p in prompts for c in choices], batch_size=batch_size)
+    m = len(choices)
+    return np.array([[base[i][0] - full[i * m + j][0] for j in range(m)] for i in range(len(prompts))])
+
+
+def expected_ratings(judge, questions: Sequence[str], answers: Sequence[str],
+                     references: Optional[Sequence[Optional[str]]] = None, *, batch_size: int = 8) -> list[float]:
+    """Single grading read from probabilities: the expected rating over the replies "Rating: [[1]]" ... "[[10]]"."""
+    refs = list(references) if references is not None else [None] * len(questions)
+    convs = [single_messages(q, a, r) for q, a, r in zip(questions, answers, refs)]
+    lp = choice_logprobs(judge, convs, RATING_CHOICES, batch_size=batch_size)
+    p = np.exp(lp - lp.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return (p @ np.arange(1, 11)).tolist()
+
+
+def pairwise_by_probability(judge, questions: Sequence[str], answers_1: Sequence[str], answers_2: Sequence[str],
+                            references: Optional[Sequence[Optional[str]]] = None, *,
+                            batch_size: int = 8) -> list[PairVerdict]:
+    """Pairwise judging read from probabilities: in each order, the more probable of "[[A]]" and "[[B]]"."""
+    refs = list(references) if references is not None else [None] * len(questions)
+    n = len(questions)
+    convs = [pairwise_messages(q, a, b, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
+    convs += [pairwise_messages(q, b, a, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
+    lp = choice_logprobs(judge, convs, PAIR_CHOICES, batch_size=batch_size)
+    pick = ["A" if a > b else "B" for a, b in lp]
+    raw = [f"log P: A {a:.2f}, B {b:.2f}" for a, b in lp]
+    return [PairVerdict(pick[k], pick[n + k], (raw[k], raw[n + k])) for k in range(n)]
