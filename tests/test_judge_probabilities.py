@@ -71,3 +71,11 @@ def test_pairwise_reads_both_orders_and_flags_a_first_slot_judge(monkeypatch):
     monkeypatch.setattr(J, "choice_logprobs", FixedJudge(reads))
     verdicts = J.pairwise_by_probability(None, ["q"], ["right"], ["wrong"])
     assert (verdicts[0].forward, verdicts[0].backward, verdicts[0].winner) == ("A", "B", "1")
+
+
+def test_debiasing_cancels_a_constant_slot_preference():
+    # the judge adds +2 nats for slot A whatever is in it, and +0.5 for the right answer wherever it is
+    odds = np.array([[2.5, 1.5], [1.5, 2.5]])   # pair 1: answer 1 right; pair 2: answer 2 right
+    assert J.debiased_winners(odds) == ["1", "2"]
+    verdicts = [J.PairVerdict("A" if f > 0 else "B", "A" if b > 0 else "B") for f, b in odds]
+    assert all(v.winner == "tie" for v in verdicts), "read order by order, the same pairs are all ties"

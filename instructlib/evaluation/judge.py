@@ -330,15 +330,27 @@ def expected_ratings(judge, questions: Sequence[str], answers: Sequence[str],
     return (p @ np.arange(1, 11)).tolist()
 
 
+def pairwise_log_odds(judge, questions: Sequence[str], answers_1: Sequence[str], answers_2: Sequence[str],
+                      references: Optional[Sequence[Optional[str]]] = None, *, batch_size: int = 8) -> np.ndarray:
+    """(pairs, 2) array of log P("[[A]]") - log P("[[B]]"): column 0 with answer 1 shown as A, column 1 swapped."""
+    refs = list(references) if references is not None else [None] * len(questions)
+    convs = [pairwise_messages(q, a, b, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
+    convs += [pairwise_messages(q, b, a, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
+    lp = choice_logprobs(judge, convs, PAIR_CHOICES, batch_size=batch_size)
+    odds = lp[:, 0] - lp[:, 1]
+    return np.stack([odds[:len(questions)], odds[len(questions):]], axis=1)
+
+
 def pairwise_by_probability(judge, questions: Sequence[str], answers_1: Sequence[str], answers_2: Sequence[str],
                             references: Optional[Sequence[Optional[str]]] = None, *,
                             batch_size: int = 8) -> list[PairVerdict]:
     """Pairwise judging read from probabilities: in each order, the more probable of "[[A]]" and "[[B]]"."""
-    refs = list(references) if references is not None else [None] * len(questions)
-    n = len(questions)
-    convs = [pairwise_messages(q, a, b, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
-    convs += [pairwise_messages(q, b, a, r) for q, a, b, r in zip(questions, answers_1, answers_2, refs)]
-    lp = choice_logprobs(judge, convs, PAIR_CHOICES, batch_size=batch_size)
-    pick = ["A" if a > b else "B" for a, b in lp]
-    raw = [f"log P: A {a:.2f}, B {b:.2f}" for a, b in lp]
-    return [PairVerdict(pick[k], pick[n + k], (raw[k], raw[n + k])) for k in range(n)]
+    odds = pairwise_log_odds(judge, questions, answers_1, answers_2, references, batch_size=batch_size)
+    return [PairVerdict("A" if f > 0 else "B", "A" if b > 0 else "B", (f"log odds A:B {f:+.2f}", f"log odds A:B {b:+.2f}"))
+            for f, b in odds]
+
+
+def debiased_winners(log_odds: np.ndarray) -> list[str]:
+    """Answer ``"1"`` or ``"2"`` per pair, position bias removed: answer 1 wins when the judge favours slot A
+    more with answer 1 in it than with answer 2 in it (a constant preference for a slot cancels)."""
+    return ["1" if f > b else "2" for f, b in np.asarray(log_odds)]
