@@ -77,5 +77,6 @@ def test_debiasing_cancels_a_constant_slot_preference():
     # the judge adds +2 nats for slot A whatever is in it, and +0.5 for the right answer wherever it is
     odds = np.array([[2.5, 1.5], [1.5, 2.5]])   # pair 1: answer 1 right; pair 2: answer 2 right
     assert J.debiased_winners(odds) == ["1", "2"]
-    verdicts = [J.PairVerdict("A" if f > 0 else "B", "A" if b > 0 else "B") for f, b in odds]
+    verdicts = J.verdicts_from_log_odds(odds)
+    assert [(v.forward, v.backward) for v in verdicts] == [("A", "A"), ("A", "A")]
     assert all(v.winner == "tie" for v in verdicts), "read order by order, the same pairs are all ties"

@@ -20,9 +20,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-FAMILIES = ("count_words", "first_last_word", "comma_list", "repeat_word")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Pretrain, fine-tune both conditions, print the paired difference, return 0 if the conclusion stands."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from instructlib.config import cache_dir
     from instructlib.files import build_once
-    from instructlib.generate.wording_experiment import Testbed, evaluation_sets, run_condition
+    from instructlib.generate.wording_experiment import TESTBED_FAMILIES, course_testbed, evaluation_sets, run_condition
     from instructlib.models import load_tokenizer
     from instructlib.models.course import load_model_dir, pretrain_course_model
     from instructlib.pretrain import pretrain_config
@@ -48,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"base: seed {args.base_seed}, {meta['torch_threads']} thread(s), held-out perplexity "
           f"{meta['heldout_perplexity']:.2f}, {meta['pretrain_seconds']:.0f} s")
     base = load_model_dir(path)
-    bed = Testbed(families=FAMILIES, max_len=base.config.block_size)
+    bed = course_testbed("cpu", max_len=base.config.block_size)
     runs = {k: run_condition(lambda: copy.deepcopy(base), tok, bed, "human", k, args.seed, base_key=name)
             for k in (1, None)}
     clusters = [(e.family, e.record.instruction) for e in evaluation_sets(bed)["heldout"]]
@@ -62,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from instructlib.evaluation.wording_capstone import ALL, condition_pools, generated_wordings
     from instructlib.generate.wording_experiment import HAND, run_pool
 
-    pools = condition_pools(FAMILIES, generated_wordings(FAMILIES, "cpu")[0])
+    pools = condition_pools(TESTBED_FAMILIES, generated_wordings(TESTBED_FAMILIES, "cpu")[0])
     cap = {c: np.array(run_pool(lambda: copy.deepcopy(base), tok, bed, c, pools[c], args.seed, name)["scores"]["heldout"],
                        dtype=float) for c in (HAND, ALL)}
     diff, low, high = cluster_bootstrap(cap[ALL] - cap[HAND], clusters)

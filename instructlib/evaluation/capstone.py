@@ -76,11 +76,8 @@ def recipe_config(recipe: Recipe, steps: int, seed: int, with_eval: bool, progre
 
 
 def _finetune_run(name: str, records: Sequence[Any], steps: int, seed: int, recipe: Recipe,
-                  eval_records: Optional[Sequence[Any]], base_name: str, progress: bool,
-                  encoded: Optional[list[dict]] = None) -> dict:
-    """The arguments of ``cached_train`` for one capstone fine-tune (the run's identity).
-
-    ``encoded``: ``records`` already encoded with the recipe's template (saves encoding them again)."""
+                  eval_records: Optional[Sequence[Any]], base_name: str, progress: bool) -> dict:
+    """The arguments of ``cached_train`` for one capstone fine-tune (the run's identity)."""
     import copy
 
     from instructlib.models import load_model, load_tokenizer
@@ -90,8 +87,7 @@ def _finetune_run(name: str, records: Sequence[Any], steps: int, seed: int, reci
         raise ValueError("the capstone fine-tunes the course TinyGPT; other bases are future work")
     base, tokenizer = load_model(base_name), load_tokenizer(base_name)
     max_len = base.config.block_size
-    train_data = encoded if encoded is not None else encode_dataset(_records(records), tokenizer, max_len,
-                                                                    recipe.template)[0]
+    train_data = encode_dataset(_records(records), tokenizer, max_len, recipe.template)[0]
     eval_data = encode_dataset(_records(eval_records), tokenizer, max_len, recipe.template)[0] if eval_records else None
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     return {"name": f"capstone-{safe}-seed{seed}", "make_model": lambda: copy.deepcopy(base), "train_data": train_data,

@@ -345,9 +345,14 @@ def pairwise_by_probability(judge, questions: Sequence[str], answers_1: Sequence
                             references: Optional[Sequence[Optional[str]]] = None, *,
                             batch_size: int = 8) -> list[PairVerdict]:
     """Pairwise judging read from probabilities: in each order, the more probable of "[[A]]" and "[[B]]"."""
-    odds = pairwise_log_odds(judge, questions, answers_1, answers_2, references, batch_size=batch_size)
+    return verdicts_from_log_odds(pairwise_log_odds(judge, questions, answers_1, answers_2, references,
+                                                    batch_size=batch_size))
+
+
+def verdicts_from_log_odds(log_odds: np.ndarray) -> list[PairVerdict]:
+    """One ``PairVerdict`` per row of ``pairwise_log_odds``: "A" where log P(A) > log P(B), in each order."""
     return [PairVerdict("A" if f > 0 else "B", "A" if b > 0 else "B", (f"log odds A:B {f:+.2f}", f"log odds A:B {b:+.2f}"))
-            for f, b in odds]
+            for f, b in np.asarray(log_odds)]
 
 
 def debiased_winners(log_odds: np.ndarray) -> list[str]:

@@ -119,6 +119,8 @@ def build_rewrites(llm, seeds: dict[str, Sequence[str]], recipe: RewriteRecipe =
     """
     from tqdm.auto import tqdm
 
+    from .backtranslate import apply_checks
+
     funnel, candidates, kept = Funnel(), [], {}
     rng = random.Random(recipe.seed)
     bar = tqdm(total=recipe.samples * len(seeds), desc="rewrites", disable=not progress)
@@ -139,20 +141,9 @@ def build_rewrites(llm, seeds: dict[str, Sequence[str]], recipe: RewriteRecipe =
             outs = llm.complete(prompts, max_new_tokens=recipe.max_new_tokens, temperature=recipe.temperature,
                                 top_p=recipe.top_p, stop=["\n"], seed=rng.randrange(2**31), batch_size=recipe.batch,
                                 return_finish=True)
-            for text, finish in outs:
-                row = {"family": family, "text": " ".join(text.split()), "finish": finish}
-                ok = True
-                for name, check in checks:
-                    reason = check(row)
-                    funnel.count(name, reason)
-                    if reason is not None:
-                        row.update(kept=False, filter=name, reason=reason)
-                        ok = False
-                        break
-                if ok:
-                    row["kept"] = True
-                    kept[family].append(row["text"])
-                candidates.append(row)
+            rows = [{"family": family, "text": " ".join(text.split()), "finish": finish} for text, finish in outs]
+            kept[family] += [row["text"] for row in apply_checks(rows, checks, funnel)]
+            candidates += rows
             bar.update(n)
     bar.close()
     return RewritePool(kept, funnel, candidates, recipe)
@@ -161,6 +152,7 @@ def build_rewrites(llm, seeds: dict[str, Sequence[str]], recipe: RewriteRecipe =
 def rewrite_pool(families: Sequence[str], profile: "Optional[str | Profile]" = None,
                  recipe: Optional[RewriteRecipe] = None, progress: bool = False) -> RewritePool:
     """The cached pool of the profile's self-instruct model for ``families``, seeded with chapter 05's wordings."""
+    from ..data.io import read_jsonl
     from ..files import atomic_write_json, atomic_write_jsonl, build_once
     from ..models import SMOLLM2, load_llm
 
@@ -178,5 +170,5 @@ def rewrite_pool(families: Sequence[str], profile: "Optional[str | Profile]" = N
 
     path = build_once(target, build)
     data = json.loads((path / "pool.json").read_text(encoding="utf-8"))
-    rows = [json.loads(line) for line in (path / "candidates.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    rows = read_jsonl(path / "candidates.jsonl")
     return RewritePool(data["rewrites"], Funnel.from_dict(data["funnel"]), rows, recipe, path)
