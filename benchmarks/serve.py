@@ -5,10 +5,11 @@ number of sequences per forward pass, CPU milliseconds per request in the server
 client (this process), the throughput ratio and how many answers are identical in both modes, plus
 the machine's load average (shared CPUs); then the median ratio over the pairs (target >= 3x).
 
-Two workloads, same model (the chapter's deployed TinyGPT), same 64 user messages:
+Two workloads, same model (the chapter's deployed TinyGPT), same 64 user messages (the chapter's
+users' requests: the testbed's word families in the users' held-out wordings):
 
 * ``short``: what this chapter's users send: ``max_tokens=16``, answers end at the model's
-  end-of-text token after 1-16 tokens (most are 2-4: "78", "sun, farmer, king").
+  end-of-text token after 1-16 tokens ("4", "sun king", "sun, farmer, king").
 * ``long``: answers of a realistic chat length for this model: ``max_tokens=64`` with vLLM's
   ``ignore_eos`` extension, so every answer is exactly 64 tokens (about half the 128-position context
   after a ~40-token prompt). Fixed output lengths are how serving benchmarks (vLLM's among them)
@@ -124,14 +125,17 @@ def main() -> int:
     args = parser.parse_args()
 
     from instructlib.data.formats import user_content
-    from instructlib.data.verifiable import make_examples
+    from instructlib.data.wordings import worded_examples
+    from instructlib.deploy.online_round import split_heldout
+    from instructlib.generate.wording_experiment import TESTBED_FAMILIES
 
     model = args.model
     if model is None:
         from instructlib.deploy.model import deployed_model_dir
 
         model = str(deployed_model_dir())
-    examples = make_examples("test", -(-args.requests // 13), seed=0)[:args.requests]
+    users = split_heldout(TESTBED_FAMILIES).users  # the chapter's users' requests, on test inputs
+    examples = worded_examples("test", -(-args.requests // len(users)), users, seed=0)[:args.requests]
     messages = [[{"role": "user", "content": user_content(e.record)}] for e in examples]
     waits = [float(w) for w in args.sweep.split(",")] if args.sweep else [None]
     workloads = ["short", "long"] if args.workload == "both" else [args.workload]

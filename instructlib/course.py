@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from instructlib import REPO
 from instructlib.fonts import CJK_FONTS, SHIPPED_CJK_FONT, _cjk_state, select_cjk_font  # noqa: F401 (re-exported)
@@ -94,6 +94,15 @@ def load_benchmark(name: str):
         raise ValueError(f"benchmark {name!r} is not shipped in the package (packaged: "
                          f"{sorted(PACKAGED_BENCHMARKS)}); run benchmarks/{name}.py from a checkout instead")
     return importlib.import_module(PACKAGED_BENCHMARKS[name])
+
+
+def committed_results(pattern: str) -> Optional[Path]:
+    """The newest ``benchmarks/results/<pattern>`` file of this checkout (None outside one, e.g. on Colab)."""
+    for root in (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parent.parent):
+        found = sorted((root / "benchmarks" / "results").glob(pattern))
+        if found:
+            return found[-1]
+    return None
 
 
 def _fmt(value: Any) -> str:

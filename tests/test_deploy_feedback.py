@@ -98,6 +98,7 @@ def test_labelling_accept_correct_reject(tmp_path):
     assert labels["r5"].record["instruction"] == "Email [EMAIL] the sum."  # the log kept no address
     records = labelled_records(list(labels.values()))
     assert len(records) == 4 and {r.output for r in records} == {"5", "8", "b a", "2"}
+    assert labelled_records(list(labels.values())[::-1]) == records  # the log's order does not matter
     assert len((tmp_path / "labels.jsonl").read_text().splitlines()) == len(labels)
 
 

@@ -115,10 +115,15 @@ def worded_examples(split: str, n_per_family: int, wordings: dict[str, Sequence[
 
 def crossed_examples(split: str, n_inputs: int, pool: Pool, families: Sequence[str], seed: int = 0) -> list[Example]:
     """Every wording of ``pool`` crossed with the same ``n_inputs`` inputs per family: paired test items."""
+    return crossed_with(split, n_inputs, {f: load_wordings(f).pool(pool) for f in families}, seed)
+
+
+def crossed_with(split: str, n_inputs: int, wordings: dict[str, Sequence[str]], seed: int = 0) -> list[Example]:
+    """Every given wording of each family crossed with the same ``n_inputs`` inputs of ``split``."""
     out = []
-    for family in families:
+    for family, pool in wordings.items():
         for inp, output in instances(FAMILIES[family], split, n_inputs, seed):
-            out.extend(Example(Record(w, inp, output), family) for w in load_wordings(family).pool(pool))
+            out.extend(Example(Record(w, inp, output), family) for w in pool)
     return out
 
 

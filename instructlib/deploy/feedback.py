@@ -149,8 +149,13 @@ def label_logs(log_dir: Path, out: Optional[Path] = None) -> list[Label]:
 
 
 def labelled_records(labels: Sequence[Label]) -> list[Record]:
-    """The training records of accepted and corrected labels."""
-    return [Record(**lab.record) for lab in labels if lab.decision in ("accept", "correct")]
+    """The training records of accepted and corrected labels, sorted by their text.
+
+    Concurrent users are logged in whatever order their threads ran; sorting makes a retraining on
+    the same feedback see the same sequence, so a rerun reproduces the round.
+    """
+    records = [Record(**lab.record) for lab in labels if lab.decision in ("accept", "correct")]
+    return sorted(records, key=lambda r: (r.instruction, r.input, r.output))
 
 
 def mix_with_replay(new: Sequence[Record], replay: Sequence[Record], replay_ratio: float = 1.0,
@@ -232,6 +237,16 @@ def gate(served_answers: Sequence[str], candidate_answers: Sequence[str], exampl
 
     if not (len(served_answers) == len(candidate_answers) == len(examples)) or not examples:
         raise ValueError("gate needs one answer per example from each model, and at least one example")
+    return gate_outcomes([_check(p, e) for p, e in zip(served_answers, examples)],
+                         [_check(p, e) for p, e in zip(candidate_answers, examples)],
+                         tolerance, margin=margin, confidence=confidence)
+
+
+def gate_outcomes(served: Sequence[bool], candidate: Sequence[bool], tolerance: float = 0.0, *,
+                  margin: Optional[float] = None, confidence: float = 0.95) -> GateResult:
+    """``gate`` on per-item exact-match verdicts (e.g. ``train.exact.greedy_exact``'s) instead of answers."""
+    if len(served) != len(candidate) or not served:
+        raise ValueError("gate needs one verdict per item from each model, and at least one item")
     if margin is not None:
         if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
             raise ValueError(f"margin must be a number in [0, 1) (a share of exact match), got {margin!r}")
@@ -239,15 +254,14 @@ def gate(served_answers: Sequence[str], candidate_answers: Sequence[str], exampl
             raise ValueError("give either tolerance (point-estimate rule) or margin (non-inferiority), not both")
     if not 0.5 <= confidence < 1:
         raise ValueError(f"confidence must be in [0.5, 1), got {confidence!r}")
-    a = [_check(p, e) for p, e in zip(served_answers, examples)]
-    b = [_check(p, e) for p, e in zip(candidate_answers, examples)]
+    a, b = [bool(x) for x in served], [bool(x) for x in candidate]
     diff, ci = paired_interval(a, b)
-    served, candidate = sum(a) / len(a), sum(b) / len(b)
+    served_em, candidate_em = sum(a) / len(a), sum(b) / len(b)
     if margin is None:
-        return GateResult(served, candidate, diff, ci, len(a), tolerance, candidate >= served - tolerance - 1e-12,
-                          confidence=confidence)
+        return GateResult(served_em, candidate_em, diff, ci, len(a), tolerance,
+                          candidate_em >= served_em - tolerance - 1e-12, confidence=confidence)
     lower = non_inferiority_bound(a, b, confidence)
-    return GateResult(served, candidate, diff, ci, len(a), tolerance, lower >= -margin - 1e-12, margin, lower,
+    return GateResult(served_em, candidate_em, diff, ci, len(a), tolerance, lower >= -margin - 1e-12, margin, lower,
                       confidence)
 
 

@@ -1,96 +1,56 @@
-"""Chapter 10: the model this chapter deploys — the course TinyGPT instruction-tuned with chapter 05's
-recipe on the verifiable tasks, exported as a transformers GPT-2 directory and cached.
+"""Chapter 10: the model this chapter deploys — chapter 09's hand-written testbed model as a transformers directory.
 
-``deployed_model_dir()`` builds it once per profile under ``cache_dir()`` (full fine-tuning with
-``instructlib.train``, ``template="chat"``: the course tokenizer's compact chat template) and returns a
-directory that ``load_model(dir)``, ``instructlib serve --model DIR`` and peft adapters all accept.
+The served model is condition (a) of chapter 09's capstone, seed 0 (``evaluation.wording_capstone.course_run``,
+also ``load_model("tinygpt-sft-hand")``): the course TinyGPT fine-tuned with chapter 05's loop on chapter
+06's testbed — four word families, each in chapter 05's six hand-written phrasings. It does the tasks in
+those phrasings and handles new wordings badly, which is what the online round sets out to change.
+
+``deployed_model_dir()`` exports that run once (per run: a retrained run gets a new directory) as a
+GPT-2 directory with its tokenizer, which ``load_model(dir)``, ``instructlib serve --model DIR`` and
+peft adapters all accept; ``deployed_info()`` says what it was trained on.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Union
 
-from ..config import Profile, as_profile, cache_dir
-
-RECIPE_VERSION = 1
+from ..config import cache_dir, get_profile
+from ..train.course_sft import load_hf_dir
 
 
-@dataclass(frozen=True)
-class SFTRecipe:
-    """Sizes of the instruction tuning (chapter 05's full fine-tuning recipe)."""
-
-    n_train: int            # training instances per task family (training phrasings)
-    steps: int
-    batch_size: int
-    lr: float = 4e-3
-    weight_decay: float = 0.01
-    seed: int = 0
-
-
-def sft_recipe(profile: Union[None, str, Profile] = None) -> SFTRecipe:
-    """The recipe for a profile: seconds in ci, a few minutes on 2 CPU cores in cpu."""
-    p = as_profile(profile)
-    return p.pick(ci=SFTRecipe(n_train=3, steps=6, batch_size=8),
-                  cpu=SFTRecipe(n_train=200, steps=1000, batch_size=32),
-                  gpu=SFTRecipe(n_train=400, steps=3000, batch_size=64))
-
-
-def deployed_model_dir(profile: Union[None, str, Profile] = None, progress: bool = True) -> Path:
-    """Directory of the instruction-tuned TinyGPT (GPT-2 format + tokenizer), built on first use."""
+def deployed_model_dir(progress: bool = True) -> Path:
+    """Directory of the deployed model (GPT-2 format + tokenizer + ``deployed.json``), exported on first use."""
+    from ..evaluation.wording_capstone import course_run
     from ..files import build_once
-    from ..models.course import course_model_dir
+    from ..generate.wording_experiment import HAND, TESTBED_FAMILIES, course_testbed, hand_wordings
+    from ..models import load_tokenizer
 
-    p = as_profile(profile)
-    recipe = sft_recipe(p)
-    base_dir = course_model_dir(p, progress=progress)
-    key = hashlib.sha256(json.dumps([RECIPE_VERSION, asdict(recipe), base_dir.name]).encode()).hexdigest()[:10]
+    run = course_run(HAND, 0, progress)
+    key = hashlib.sha256(run.path.name.encode()).hexdigest()[:10]
 
     def build(out: Path) -> None:
-        import copy
-
-        from ..data.collate import DataCollatorForInstructions, encode_dataset
-        from ..data.verifiable import make_records
-        from ..models import load_model, load_tokenizer
-        from ..train import TrainConfig
-        from ..train.experiment import cached_train
-
-        tokenizer, base = load_tokenizer("tinygpt"), load_model("tinygpt")
-        block = base.config.block_size
-        train_data, _ = encode_dataset(make_records("train", recipe.n_train, seed=recipe.seed), tokenizer, block, "chat")
-        val_data, _ = encode_dataset(make_records("validation", max(1, recipe.n_train // 6), seed=recipe.seed),
-                                     tokenizer, block, "chat")
-        config = TrainConfig(max_steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                             warmup_steps=max(1, recipe.steps // 20), min_lr_ratio=0.1,
-                             weight_decay=recipe.weight_decay, eval_every=max(1, recipe.steps // 10), patience=4,
-                             group_by_length=True, seed=recipe.seed, progress=progress)
-        run = cached_train("deploy-sft", lambda: copy.deepcopy(base), train_data, DataCollatorForInstructions(tokenizer),
-                           config, eval_data=val_data, key={"base": base_dir.name}, device="cpu")  # chapter 05's run cache
-        model = run.model
-        hf = model.cpu().eval().to_hf(eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
-                                      pad_token_id=tokenizer.pad_token_id)
+        tokenizer = load_tokenizer("tinygpt")
+        model = run.model.cpu().eval()
+        hf = model.to_hf(eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
         hf.save_pretrained(out)
         tokenizer.save_pretrained(out)
-        (out / "sft.json").write_text(json.dumps({"recipe": asdict(recipe), "base": base_dir.name,
-                                                  "steps": run.info["step"], "best_val_loss": run.info["best_val_loss"]},
-                                                 indent=1))
+        testbed = course_testbed(max_len=model.config.block_size)
+        (out / "deployed.json").write_text(json.dumps({
+            "condition": HAND, "seed": 0, "run": run.path.name, "families": list(TESTBED_FAMILIES),
+            "wordings": hand_wordings(TESTBED_FAMILIES), "testbed": asdict(testbed),
+            "steps": run.info["step"], "tokens": run.info["tokens"]}, indent=1))
 
-    return build_once(cache_dir() / f"deploy-tinygpt-sft-{p.name}-{key}", build)
+    return build_once(cache_dir() / f"deploy-tinygpt-{get_profile().name}-{key}", build)
 
 
-def load_deployed(profile: Union[None, str, Profile] = None, progress: bool = True):
+def load_deployed(progress: bool = True):
     """(model, tokenizer) of ``deployed_model_dir``: a transformers GPT2LMHeadModel in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = deployed_model_dir(profile, progress)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer
+    return load_hf_dir(deployed_model_dir(progress))
 
 
-def sft_info(profile: Optional[Union[str, Profile]] = None) -> dict:
-    """What the build recorded (recipe, steps, best validation loss)."""
-    return json.loads((deployed_model_dir(profile) / "sft.json").read_text())
+def deployed_info() -> dict:
+    """What the deployed model was trained on: condition, seed, run, families, wordings, testbed."""
+    return json.loads((deployed_model_dir(progress=False) / "deployed.json").read_text())

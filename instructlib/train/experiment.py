@@ -8,7 +8,7 @@ extra bookkeeping) and a caller's description of the model (``key``). The direct
 curve, sizes); it is written with ``files.build_once``, so an interrupted build leaves nothing.
 
 This is the course's one run cache: chapter 09's capstone (``evaluation.capstone.cached_finetune``)
-and chapter 10's deployed model (``deploy.model.deployed_model_dir``) train through ``cached_train`` too.
+and chapter 05's 13-family model (``train.course_sft``) train through ``cached_train`` too.
 """
 from __future__ import annotations
 
