@@ -25,8 +25,6 @@ KNOWN = {
         "mean_over_seeds for the causal-vs-masked comparison; chapter 09 builds it",
     ("04_instructions_by_hand.ipynb", "instructlib.data.collate"):
         "a preview of chapter 05's training encoding",
-    ("07_back_translation.ipynb", "instructlib.deploy.model"):
-        "the checker filter's model is chapter 05's recipe as chapter 10 deploys it",
 }
 
 
