@@ -105,6 +105,18 @@ def committed_results(pattern: str) -> Optional[Path]:
     return None
 
 
+def show_committed_results(pattern: str) -> Optional[Path]:
+    """Print the newest committed results file matching ``pattern``, or where to read it outside a checkout."""
+    path = committed_results(pattern)
+    if path is None:
+        print(f"not in this installation (a pip install has no benchmarks/ folder): "
+              f"https://github.com/{REPO}/tree/main/benchmarks/results")
+    else:
+        print(f"benchmarks/results/{path.name}:\n")
+        print(path.read_text(encoding="utf-8"))
+    return path
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 

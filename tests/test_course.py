@@ -114,3 +114,13 @@ def test_run_polishes_what_it_executed(tmp_path):
     assert not any(WIDGET_VIEW in o.get("data", {}) for o in cell.outputs), cell.outputs
     assert any(re.match(r"steps: 100%\|█+\| 40/40 ", t) for t in texts), texts
     assert str(tmp_path) not in "".join(texts) and "<tmp>/" in "".join(texts), texts
+
+
+def test_show_committed_results_prints_the_newest_file_or_where_to_find_it(capsys):
+    from instructlib.course import show_committed_results
+
+    path = show_committed_results("serve-cpu-*.txt")
+    assert path is not None and path.name == sorted((ROOT / "benchmarks" / "results").glob("serve-cpu-*.txt"))[-1].name
+    assert "median ratio" in capsys.readouterr().out
+    assert show_committed_results("no-such-results-*.txt") is None
+    assert "https://github.com/" in capsys.readouterr().out
