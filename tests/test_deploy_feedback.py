@@ -14,7 +14,7 @@ from deploy_helpers import make_tiny_model_dir, server_process
 from instructlib.data.verifiable import make_examples
 from instructlib.deploy.feedback import (FEEDBACK_LOG, REQUESTS_LOG, AdapterRegistry, FeedbackStore, answers, gate,
                                          label, label_logs, labelled_records, mix_with_replay,
-                                         non_inferiority_bound, paired_interval, scale_adapter, train_adapter)
+                                         non_inferiority_bound, paired_interval, train_adapter)
 from instructlib.deploy.redact import redact, was_redacted
 from instructlib.files import JSONLAppender
 from instructlib.models.llm import ScriptedLLM
@@ -284,38 +284,3 @@ def test_train_adapter_learns_the_feedback(tmp_path, one_thread):
     assert not before.chat(conv, max_new_tokens=3, progress=False)[0].startswith("57")
     again = train_adapter(base, tok, records, tmp_path / "adapter2", steps=2, init_adapter=out, progress=False)
     assert load_with_adapter(base, tok, again).chat(conv, max_new_tokens=3, progress=False)[0].startswith("57")
-
-
-def test_scale_adapter_interpolates_between_served_and_retrained(tmp_path, one_thread):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from instructlib.data.records import Record
-
-    model_dir = make_tiny_model_dir(tmp_path / "model")
-    base = AutoModelForCausalLM.from_pretrained(model_dir)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    out = train_adapter(base, tok, [Record("Add the two numbers.", "12 45", "57")] * 8, tmp_path / "adapter",
-                        steps=5, batch_size=8, lr=1e-2, progress=False)
-
-    def merged(adapter):
-        import copy
-
-        return PeftModel.from_pretrained(copy.deepcopy(base), str(adapter)).merge_and_unload().state_dict()
-
-    full, w0 = merged(out), base.state_dict()
-    half = merged(scale_adapter(out, tmp_path / "half", 0.5))
-    zero = merged(scale_adapter(out, tmp_path / "zero", 0.0))
-    key = next(k for k in full if k.endswith("attn.c_attn.weight"))
-    assert not torch.allclose(full[key], w0[key])
-    assert torch.allclose(half[key], (w0[key] + full[key]) / 2, atol=1e-6)
-    assert torch.equal(zero[key], w0[key])
-    assert (tmp_path / "half" / "adapter_config.json").is_file()
-    for bad in (-0.1, 1.5, "half"):
-        with pytest.raises(ValueError):
-            scale_adapter(out, tmp_path / "bad", bad)
-    with pytest.raises(ValueError):
-        scale_adapter(tmp_path / "model", tmp_path / "bad", 0.5)  # not an adapter directory

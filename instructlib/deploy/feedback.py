@@ -13,8 +13,8 @@
 4. **Gate.** ``gate`` compares exact match of the candidate and the served model on a held-out set
    that feedback never touches. Two rules: the point estimate may not fall by more than
    ``tolerance``, or (``margin=``) non-inferiority — the lower end of the one-sided ``confidence``
-   interval of the paired difference must stay above ``-margin``. ``scale_adapter`` shrinks an
-   adapter's update towards the served weights (WiSE-FT-style interpolation) before it is gated.
+   interval of the paired difference must stay above ``-margin``. ``gate_outcomes`` decides the same
+   from per-item verdicts (teacher-forced exact match) instead of answers.
 5. **Redeploy.** ``AdapterRegistry`` keeps versioned adapter directories and which one is active;
    the server swaps to a version (or rolls back) without restarting.
 """
@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 from ..data.formats import from_messages
 from ..data.records import DataError, Record, record_from_dict
-from ..files import JSONLAppender, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl_lenient
+from ..files import JSONLAppender, atomic_write_json, atomic_write_text, read_jsonl_lenient
 from .redact import redact, redact_obj
 
 REQUESTS_LOG, FEEDBACK_LOG = "requests.jsonl", "feedback.jsonl"
@@ -418,32 +418,6 @@ def load_with_adapter(base_model, tokenizer, adapter_dir: Optional[Path], name: 
 
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     return LLM.wrap(model.eval(), tokenizer, name=name)
-
-
-def scale_adapter(adapter_dir: Path, out_dir: Path, scale: float) -> Path:
-    """Copy a LoRA adapter with its update multiplied by ``scale`` (0: the served weights, 1: unchanged).
-
-    The update is ``(alpha / r) B A``, linear in ``B``: scaling every ``lora_B`` gives the weights
-    ``W + scale * delta`` — WiSE-FT's interpolation between the served and the retrained model.
-    """
-    from safetensors.torch import load_file, save
-
-    if not (isinstance(scale, (int, float)) and 0 <= scale <= 1):
-        raise ValueError(f"scale must be a number in [0, 1], got {scale!r}")
-    src, out = Path(adapter_dir), Path(out_dir)
-    weights = src / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise ValueError(f"{weights}: no adapter weights (expected peft's adapter_model.safetensors)")
-    tensors = load_file(str(weights))
-    if not any("lora_B" in k for k in tensors):
-        raise ValueError(f"{weights}: no lora_B tensors: not a LoRA adapter")
-    out.mkdir(parents=True, exist_ok=True)
-    for f in sorted(src.iterdir()):  # configuration first, each file atomically; the weights last
-        if f.is_file() and f.name != weights.name:
-            atomic_write_bytes(out / f.name, f.read_bytes())
-    scaled = {k: (v * scale).contiguous() if "lora_B" in k else v for k, v in tensors.items()}
-    atomic_write_bytes(out / weights.name, save(scaled, metadata={"format": "pt"}))
-    return out
 
 
 def answers(llm, examples: Sequence, template: str = "chat", max_new_tokens: int = 20,

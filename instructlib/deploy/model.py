@@ -17,11 +17,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config import cache_dir, get_profile
-from ..train.course_sft import load_hf_dir
+
+_EXPORTED: dict[tuple[str, str], Path] = {}  # (cache, profile) -> directory: the run is loaded once per process
 
 
 def deployed_model_dir(progress: bool = True) -> Path:
     """Directory of the deployed model (GPT-2 format + tokenizer + ``deployed.json``), exported on first use."""
+    where = (str(cache_dir()), get_profile().name)
+    if where in _EXPORTED and _EXPORTED[where].is_dir():
+        return _EXPORTED[where]
     from ..evaluation.wording_capstone import course_run
     from ..files import build_once
     from ..generate.wording_experiment import HAND, TESTBED_FAMILIES, course_testbed, hand_wordings
@@ -43,12 +47,16 @@ def deployed_model_dir(progress: bool = True) -> Path:
             "wordings": hand_wordings(TESTBED_FAMILIES), "testbed": asdict(testbed),
             "steps": run.info["step"], "tokens": run.info["tokens"]}, indent=1))
 
-    return build_once(cache_dir() / f"deploy-tinygpt-{get_profile().name}-{key}", build)
+    _EXPORTED[where] = build_once(cache_dir() / f"deploy-tinygpt-{get_profile().name}-{key}", build)
+    return _EXPORTED[where]
 
 
 def load_deployed(progress: bool = True):
     """(model, tokenizer) of ``deployed_model_dir``: a transformers GPT2LMHeadModel in eval mode."""
-    return load_hf_dir(deployed_model_dir(progress))
+    from ..models import load_model, load_tokenizer
+
+    path = str(deployed_model_dir(progress))
+    return load_model(path), load_tokenizer(path)
 
 
 def deployed_info() -> dict:

@@ -81,19 +81,12 @@ def course_sft_dir(profile: Union[None, str, Profile] = None, progress: bool = T
     return build_once(cache_dir() / f"course-sft-tinygpt-{p.name}-{key}", build)
 
 
-def load_hf_dir(path: Path):
-    """(model, tokenizer) of a transformers directory: the model in eval mode, a pad token set."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer
-
-
 def load_course_sft(profile: Union[None, str, Profile] = None, progress: bool = True):
     """(model, tokenizer) of ``course_sft_dir``: a transformers GPT2LMHeadModel in eval mode."""
-    return load_hf_dir(course_sft_dir(profile, progress))
+    from ..models import load_model, load_tokenizer
+
+    path = str(course_sft_dir(profile, progress))
+    return load_model(path), load_tokenizer(path)
 
 
 def course_sft_info(profile: Optional[Union[str, Profile]] = None) -> dict:
