@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, TypeVar
+from typing import Iterator, Optional, TypeVar
 
 import numpy as np
 import torch
 
 PROFILES = ("ci", "cpu", "gpu")
+# Torch's CPU thread count for every training run of the course (pretraining and fine-tuning). CPU float
+# sums are split across threads, so another count changes results in the last bits and, over a run, the
+# trajectory: fixing it makes a rerun on any machine follow the committed numbers (on many cores, a
+# config's ``threads=None`` is faster but gives other numbers).
+CPU_THREADS = 2
 T = TypeVar("T")
 
 
@@ -61,6 +67,23 @@ def set_seed(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+
+
+@contextmanager
+def cpu_threads(n: Optional[int], device: "torch.device | str" = "cpu") -> Iterator[None]:
+    """Run a block with torch's intra-op thread count at ``n`` when ``device`` is the CPU, then restore it."""
+    before = torch.get_num_threads()
+    if n is not None and torch.device(device).type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def without_default_threads(settings: dict) -> dict:
+    """A config's fields for a cache key, ``threads`` left out at ``CPU_THREADS`` (keys made before it existed hold)."""
+    return {k: v for k, v in settings.items() if not (k == "threads" and v == CPU_THREADS)}
 
 
 def get_device() -> torch.device:

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from .config import Profile, as_profile
+from .config import CPU_THREADS, Profile, as_profile, cpu_threads
 from .corpus import load_corpus  # noqa: F401  (chapter 03's notebook reads the corpus through here)
 from .lm.metrics import IGNORE_INDEX, causal_lm_loss, perplexity_from_loss
 from .nn.gpt import GPTConfig, TinyGPT
@@ -153,6 +153,7 @@ class PretrainConfig:
     eval_windows: int = 32
     seed: int = 0
     corpus: str = "ci"  # corpus size: a profile name (see instructlib.corpus.SIZES)
+    threads: Optional[int] = CPU_THREADS  # torch's CPU threads while training (config.CPU_THREADS); None: as is
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         """The model's GPTConfig for a tokenizer of ``vocab_size`` tokens."""
@@ -185,8 +186,16 @@ def train(model: TinyGPT, data: torch.Tensor, config: PretrainConfig, objective:
     """Train ``model`` in place on random windows of the token stream ``data``; returns a ``History``.
 
     AdamW (weight decay on matrices), linear warmup then cosine decay, gradient clipping. The batch
-    order and the masking are drawn from generators seeded with ``config.seed``: same run, same result.
+    order and the masking are drawn from generators seeded with ``config.seed``: same run, same result
+    (on CPU with ``config.threads`` threads, restored afterwards).
     """
+    with cpu_threads(config.threads, next(model.parameters()).device):
+        return _train(model, data, config, objective, heldout, mask_token_id, special_ids, progress)
+
+
+def _train(model: TinyGPT, data: torch.Tensor, config: PretrainConfig, objective: str,
+           heldout: Optional[torch.Tensor], mask_token_id: Optional[int], special_ids: Sequence[int],
+           progress: bool):
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device

@@ -273,3 +273,46 @@ def test_too_few_examples_for_one_batch_is_an_error_not_a_hang():
 
     with pytest.raises(ValueError, match="cannot fill one global batch"):
         next(_global_batches([5, 6, 7], 8, TrainConfig(), start=0))
+
+
+def test_training_runs_with_the_configured_cpu_threads_and_restores_them(tmp_path):
+    from dataclasses import asdict
+
+    from instructlib.config import CPU_THREADS
+    from instructlib.train.experiment import run_dir
+
+    seen = []
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 3
+    for threads, expected in ((other, other), (None, before)):
+        run(TrainConfig(max_steps=2, batch_size=8, threads=threads, progress=False),
+            on_step=lambda step, m: seen.append(torch.get_num_threads()))
+        assert seen[-2:] == [expected, expected] and torch.get_num_threads() == before
+    assert TrainConfig().threads == CPU_THREADS
+    # the course's default stays out of the run's key (runs made before the field existed keep theirs);
+    # any other count is another run
+    _, data = tiny_random_setup()
+    keys = {t: run_dir("t", TrainConfig(threads=t), data[:8], None).name for t in (CPU_THREADS, 1, None)}
+    assert len(set(keys.values())) == 3
+    assert "threads" in asdict(TrainConfig())
+
+
+def test_pretraining_runs_with_the_configured_threads(monkeypatch):
+    from instructlib import pretrain
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 3
+    seen = []
+    real = pretrain.batch_loss
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    torch.manual_seed(0)
+    model = TinyGPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    data = torch.randint(50, (400,), generator=torch.Generator().manual_seed(0))
+    cfg = pretrain.PretrainConfig(block_size=16, steps=2, batch_size=2, eval_every=2, threads=other)
+    monkeypatch.setattr(pretrain, "batch_loss", spy)
+    pretrain.train(model, data, cfg, progress=False)
+    assert seen == [other, other] and torch.get_num_threads() == before

@@ -16,7 +16,7 @@ from typing import Union
 
 import torch
 
-from ..config import Profile, as_profile, cache_dir, get_device
+from ..config import Profile, as_profile, cache_dir, get_device, without_default_threads
 from ..corpus import CORPUS_VERSION, corpus_digest, load_corpus
 from ..files import build_once
 from ..nn.gpt import GPTConfig, TinyGPT
@@ -64,7 +64,7 @@ def pretrain_course_model(out: Path, cfg, tokenizer, progress: bool = True) -> N
     meta = {"gpt_config": model.config_dict(), "pretrain_config": asdict(cfg), "profile": cfg.corpus,
             "parameters": model.num_parameters(), "train_tokens": len(train_ids),
             "heldout_tokens": len(heldout_ids), "heldout_perplexity": ppl, "pretrain_seconds": seconds,
-            "torch_threads": torch.get_num_threads(), "history": {"train": history.train, "eval": history.eval}}
+            "torch_threads": cfg.threads or torch.get_num_threads(), "history": {"train": history.train, "eval": history.eval}}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -81,7 +81,7 @@ def course_model_dir(profile: ProfileLike = None, progress: bool = True) -> Path
     p = as_profile(profile)
     cfg = pretrain_config(p)
     tok_dir = course_tokenizer_dir(p)
-    key = _key("model", RECIPE_VERSION, asdict(cfg), tok_dir.name)
+    key = _key("model", RECIPE_VERSION, without_default_threads(asdict(cfg)), tok_dir.name)
     return build_once(cache_dir() / f"tinygpt-{p.name}-{key}",
                       lambda out: pretrain_course_model(out, cfg, load_bpe(tok_dir), progress))
 

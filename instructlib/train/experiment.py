@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..config import cache_dir, get_profile
+from ..config import cache_dir, get_profile, without_default_threads
 from ..files import atomic_torch_save, atomic_write_json, build_once
 from ..stats import t_quantile
 from .loop import TrainConfig, train
@@ -53,7 +53,8 @@ def data_fingerprint(data: Optional[Sequence[dict]]) -> str:
 def run_dir(name: str, config: TrainConfig, train_data: Sequence[dict], eval_data: Optional[Sequence[dict]],
             key: Optional[dict] = None) -> Path:
     """Cache directory of a run: ``<cache>/sft-runs/<name>-<profile>-<hash>``."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "checkpoint_dir", "save_every")}
+    settings = without_default_threads({k: v for k, v in asdict(config).items()
+                                        if k not in ("progress", "checkpoint_dir", "save_every")})
     ident = json.dumps({"config": settings, "train": data_fingerprint(train_data),
                         "eval": data_fingerprint(eval_data), "key": key or {}}, sort_keys=True, default=str)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
@@ -96,7 +97,7 @@ def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Seq
             "restored_best": result.restored_best, "stopped_early": result.stopped_early,
             "tokens": result.tokens, "train_seconds": result.seconds,
             "wall_seconds": time.perf_counter() - t0, "trainable": trainable, "total": total, "curve": points,
-            "torch_threads": torch.get_num_threads()})  # CPU results depend on it; not part of the key
+            "torch_threads": config.threads or torch.get_num_threads()})
 
     from_cache = target.exists()
     build_once(target, build)

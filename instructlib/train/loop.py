@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..config import autocast_dtype, get_device, needs_grad_scaler
+from ..config import CPU_THREADS, autocast_dtype, cpu_threads, get_device, needs_grad_scaler
 from ..files import atomic_torch_save
 from ..data.collate import IGNORE_INDEX, length_grouped_batches
 from ..lm.metrics import causal_lm_loss
@@ -58,6 +58,7 @@ class TrainConfig:
     save_every: int = 0              # 0: save only at the end (when checkpoint_dir is set)
     stop_at: Optional[int] = None    # end after this step as if interrupted (the schedule still spans max_steps)
     seed: int = 0
+    threads: Optional[int] = CPU_THREADS  # torch's CPU threads during the run (config.CPU_THREADS); None: leave as is
     progress: bool = True
 
 
@@ -205,12 +206,20 @@ def train(model: nn.Module, train_data: Sequence[dict], collate: Callable, confi
 
     ``on_step(step, model)`` runs after every optimizer step (and its evaluation), e.g. to measure
     exact match along the way. Under ``torchrun`` (a process group is initialised) the model is wrapped in
-    DistributedDataParallel and each process trains on its slice of every global batch.
+    DistributedDataParallel and each process trains on its slice of every global batch. On CPU the run
+    uses ``config.threads`` threads (restored afterwards).
     """
+    device = torch.device(device) if device is not None else get_device()
+    with cpu_threads(config.threads, device):
+        return _train(model, train_data, collate, config, eval_data, device, resume_from, on_step)
+
+
+def _train(model: nn.Module, train_data: Sequence[dict], collate: Callable, config: TrainConfig,
+           eval_data: Optional[Sequence[dict]], device: torch.device, resume_from: Optional[str | Path],
+           on_step: Optional[Callable[[int, nn.Module], None]]) -> TrainResult:
     from tqdm.auto import tqdm
 
     rank, world = _world()
-    device = torch.device(device) if device is not None else get_device()
     model.to(device).train()
     if config.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # its name since transformers 5.x
