@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional, Sequence
+from functools import lru_cache
+from typing import Callable, Sequence
 
 from ..data.collate import DataCollatorForInstructions, encode_dataset
 from ..data.records import Record
 from ..data.verifiable import WORDS
-from ..train import TrainConfig
+from ..generate.wording_experiment import recipe_config
 from ..train.exact import greedy_exact
 from ..train.experiment import CachedRun, cached_train
 
 Rule = tuple[str, str]
-SETS = ("seen", "unseen", "new words")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class RuleSplit:
     new_words: tuple[Rule, ...]       # both words reserved
 
 
+@lru_cache(maxsize=8)
 def rule_split(bed: RuleBed) -> RuleSplit:
     """Partition the words and the rules (fixed, independent of the run's seed)."""
     rng = random.Random(9)
@@ -98,12 +99,18 @@ def rule_record(rule: Rule, fillers: Sequence[str], rng: random.Random) -> Recor
     return Record(f"Replace {x} with {y}.", " ".join(words), " ".join(y if w == x else w for w in words))
 
 
-def apply_rule(instruction: str, text: str) -> str:
-    """The reference solver: parse "Replace X with Y." and rewrite ``text`` word by word."""
+def parse_rule(instruction: str) -> Rule:
+    """(X, Y) of "Replace X with Y."; anything else is a ValueError."""
     body = instruction.strip()
     if not (body.startswith("Replace ") and body.endswith(".") and " with " in body):
         raise ValueError(f"not a replacement rule: {instruction!r}")
     x, y = body[len("Replace "):-1].split(" with ", 1)
+    return x, y
+
+
+def apply_rule(instruction: str, text: str) -> str:
+    """The reference solver: parse the rule and rewrite ``text`` word by word."""
+    x, y = parse_rule(instruction)
     return " ".join(y if w == x else w for w in text.split())
 
 
@@ -130,7 +137,7 @@ def rule_test_sets(bed: RuleBed, n: int, seed: int) -> dict[str, list[Record]]:
 
 def located(answer: str, record: Record) -> bool:
     """Did ``answer`` rewrite exactly the rule's positions (every other word copied), whatever it wrote there?"""
-    words, given, x = answer.split(), record.input.split(), record.instruction[len("Replace "):].split(" with ")[0]
+    words, given, (x, _) = answer.split(), record.input.split(), parse_rule(record.instruction)
     return len(words) == len(given) and all((w != g) == (g == x) for w, g in zip(words, given))
 
 
@@ -143,9 +150,7 @@ def train_rules(make_base: Callable, tokenizer, bed: RuleBed, n: int, seed: int,
                 device=None) -> CachedRun:
     """Fine-tune ``make_base()`` on ``n`` rules with chapter 05's loop (or load the cached run)."""
     data, _ = encode_dataset(training_records(bed, n, seed), tokenizer, bed.max_len, "chat")
-    config = TrainConfig(max_steps=bed.steps, batch_size=bed.batch, lr=bed.lr, warmup_steps=max(1, bed.steps // 20),
-                         min_lr_ratio=0.1, weight_decay=0.01, group_by_length=True, seed=seed, threads=bed.threads,
-                         progress=False)
+    config = recipe_config(bed.steps, bed.batch, bed.lr, seed, threads=bed.threads)
     # the training data's hash is part of the key too, so reserved_as_fillers needs no entry of its own
     settings = {k: v for k, v in asdict(bed).items() if k not in ("n_rules", "reserved_as_fillers")}
     name = f"ch09-rules-{n}" + ("-reserved-fillers" if bed.reserved_as_fillers else "")
@@ -170,7 +175,7 @@ def rule_clusters(records: Sequence[Record]) -> list[str]:
     return [r.instruction for r in records]
 
 
-def course_rulebed(profile: Optional[object] = None, max_len: int = 128) -> RuleBed:
+def course_rulebed(profile=None, max_len: int = 128) -> RuleBed:
     """The experiment at ``profile``'s sizes (``ci``: seconds; ``cpu``/``gpu``: the real one), for a model
     whose context holds ``max_len`` tokens."""
     from ..config import as_profile

@@ -85,13 +85,17 @@ def train_pool(make_base: Callable, tokenizer, testbed: Testbed, label: str, wor
                   {"base": base_key, "condition": label}, device)
 
 
+def recipe_config(steps: int, batch: int, lr: float, seed: int, **changes) -> TrainConfig:
+    """The testbed's fine-tuning recipe (chapter 05's loop): 5 % warmup, cosine to 10 %, length-grouped batches."""
+    return TrainConfig(max_steps=steps, batch_size=batch, lr=lr, warmup_steps=max(1, steps // 20), min_lr_ratio=0.1,
+                       weight_decay=0.01, group_by_length=True, seed=seed, progress=False, **changes)
+
+
 def _train(make_base: Callable, tokenizer, testbed: Testbed, name: str, wordings: dict[str, Sequence[str]],
            seed: int, key: dict, device=None) -> CachedRun:
     train_set = worded_examples("train", testbed.n_train, wordings, seed=0)  # same inputs in every run
     data, _ = encode_dataset([e.record for e in train_set], tokenizer, testbed.max_len, "chat")
-    config = TrainConfig(max_steps=testbed.steps, batch_size=testbed.batch, lr=testbed.lr,
-                         warmup_steps=max(1, testbed.steps // 20), min_lr_ratio=0.1, weight_decay=0.01,
-                         group_by_length=True, seed=seed, progress=False)
+    config = recipe_config(testbed.steps, testbed.batch, testbed.lr, seed)
     return cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config, key=key, device=device)
 
 
