@@ -13,7 +13,7 @@ COMMAND_MODULES = (
     "instructlib.grading.cli",  # build-exercises, grade
     "instructlib.data.cli",  # validate, lint
     "instructlib.generate.cli",  # generate templates|backtranslate|backward
-    "instructlib.generate.self_instruct_cli",  # self-instruct
+    "instructlib.generate.self_instruct.cli",  # self-instruct
     "instructlib.evaluation.cli",  # evaluate
     "instructlib.evaluation.capstone_cli",  # capstone build|list
     "instructlib.deploy.cli",  # serve

@@ -11,12 +11,14 @@ Chapters keep their own per-profile numbers next to the code that uses them::
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, TypeVar
+from typing import Any, Iterator, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -67,6 +69,12 @@ def set_seed(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 64-bit seed from any JSON-able parts (same parts, same seed, on every machine)."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
 
 
 @contextmanager

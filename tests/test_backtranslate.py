@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from instructlib.data.verifiable import FAMILIES
-from instructlib.generate.backtranslate import (CourseTranslator, MarianTranslator, PromptedTranslator,
+from instructlib.generate.backtranslation.roundtrip import (CourseTranslator, MarianTranslator, PromptedTranslator,
                                                 round_trip)
-from instructlib.generate.translator import (TranslatorRecipe, load_meanings, parallel_pairs, train_translator,
+from instructlib.generate.backtranslation.translator import (TranslatorRecipe, load_meanings, parallel_pairs, train_translator,
                                              training_records)
 from instructlib.models import LLM
 from instructlib.models.llm import ScriptedLLM
@@ -190,7 +190,7 @@ def test_round_trip_on_a_course_translator(one_thread):
 
 
 def test_nearest_meaning_reads_what_a_sentence_means():
-    from instructlib.generate.translator import nearest_meaning
+    from instructlib.generate.backtranslation.translator import nearest_meaning
 
     assert nearest_meaning("Put these numbers in ascending order.") == ("sort_numbers", 1.0)
     assert nearest_meaning("Sort the numbers from largest to smallest.")[0] == "sort_descending"

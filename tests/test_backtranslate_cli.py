@@ -10,13 +10,13 @@ import time
 from instructlib.cli import main
 from instructlib.data.records import Record
 from instructlib.data.validate import validate_file
-from instructlib.generate.backtranslate import MarianTranslator, run_backtranslate
+from instructlib.generate.backtranslation.roundtrip import MarianTranslator, run_backtranslate
 from instructlib.models.llm import ScriptedLLM
 
 # A deterministic "translator" pair: en -> zh is a table, zh -> en gives sample-dependent paraphrases.
 SCRIPT = textwrap.dedent('''
     import time
-    from instructlib.generate.backtranslate import MarianTranslator
+    from instructlib.generate.backtranslation.roundtrip import MarianTranslator
     from instructlib.models.llm import ScriptedLLM
 
     def forward_fn(prompt):
@@ -71,7 +71,7 @@ def test_resume_after_kill_gives_the_same_result(tmp_path):
         import sys; sys.path.insert(0, {str(tmp_path)!r})
         from scripted_tr import translators
         from instructlib.data.io import load_records
-        from instructlib.generate.backtranslate import run_backtranslate
+        from instructlib.generate.backtranslation.roundtrip import run_backtranslate
         fw, bw = translators(delay=float(sys.argv[2]))
         run_backtranslate(load_records({str(tmp_path / "in.json")!r}), sys.argv[1], fw, bw, n=3, min_chrf=0,
                           chunk=2, progress=False)

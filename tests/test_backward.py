@@ -4,7 +4,7 @@ import math
 import pytest
 
 from instructlib.data.records import Record
-from instructlib.generate.backward import (BACKWARD_INSTRUCTION, backward_record, curation_precision_recall,
+from instructlib.generate.backtranslation.backward import (BACKWARD_INSTRUCTION, backward_record, curation_precision_recall,
                                            generate_instructions, instruction_family, parse_rating, rate,
                                            rating_prompt)
 from instructlib.models.llm import ScriptedLLM
@@ -76,7 +76,7 @@ def test_run_backward_resumes_without_duplicates(tmp_path, one_thread):
     import json
 
     from instructlib.data.verifiable import make_records
-    from instructlib.generate.backward import run_backward
+    from instructlib.generate.backtranslation.backward import run_backward
 
     from transformers import GPT2Config, GPT2LMHeadModel
 

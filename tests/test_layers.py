@@ -82,6 +82,41 @@ def test_no_import_goes_up_a_floor():
     assert not upward, "\n".join(upward)
 
 
+# instructlib.generate holds one subpackage per chapter beside the modules all three share
+GENERATE_CHAPTERS = {"templates": 6, "backtranslation": 7, "self_instruct": 8}
+
+
+def _generate_chapter(module: str) -> int | None:
+    """The chapter of ``module``'s subpackage of instructlib.generate (None outside the three)."""
+    parts = module.split(".")
+    return GENERATE_CHAPTERS.get(parts[2]) if len(parts) > 2 and parts[1] == "generate" else None
+
+
+def test_generate_has_one_subpackage_per_chapter():
+    """Each subpackage's modules are stamped with its chapter and import no later chapter's subpackage;
+    the shared modules beside them import none (they serve every chapter)."""
+    problems = []
+    for module, targets in GRAPH.items():
+        if _unit(module) != "generate":
+            continue
+        own = _generate_chapter(module)
+        doc = ast.get_docstring(ast.parse(MODULES[module].read_text())) or ""
+        if own is not None and not doc.startswith(f"Chapter {own:02d}:"):
+            problems.append(f"{module}: docstring should begin 'Chapter {own:02d}:'")
+        for target in targets:
+            theirs = _generate_chapter(target)
+            if theirs is not None and (own is None or theirs > own):
+                problems.append(f"{module} (chapter {own or 'shared'}) imports {target} (chapter {theirs:02d})")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_generate_layout_check_sees_each_chapter():
+    assert _generate_chapter("instructlib.generate.self_instruct.rewrite") == 8
+    assert _generate_chapter("instructlib.generate.templates") == 6
+    assert _generate_chapter("instructlib.generate.funnel") is None
+    assert "instructlib.generate.backtranslation.roundtrip" in GRAPH["instructlib.generate.self_instruct.rewrite"]
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
     index, low, stack, on_stack, out, counter = {}, {}, [], set(), [], [0]

@@ -3,7 +3,7 @@ import pytest
 
 from instructlib.data.verifiable import FAMILIES
 from instructlib.generate.funnel import Funnel
-from instructlib.generate.meaning_filters import (add_checker_scores, chrf, default_checks, make_checker_check,
+from instructlib.generate.backtranslation.meaning_filters import (add_checker_scores, chrf, default_checks, make_checker_check,
                                                   make_fidelity_check, make_language_check, make_length_check,
                                                   make_novelty_check, make_numbers_check, numbers_and_placeholders,
                                                   precision_recall, script_share)
@@ -110,7 +110,7 @@ def test_precision_recall_of_a_threshold():
 
 
 def test_vocabulary_check_rejects_glued_words():
-    from instructlib.generate.meaning_filters import make_vocabulary_check
+    from instructlib.generate.backtranslation.meaning_filters import make_vocabulary_check
 
     check = make_vocabulary_check(["Compute the difference.", "Sort in increasing order."])
     assert check(row("Compute the difference.")) is None

@@ -4,10 +4,10 @@ import json
 import pytest
 
 from instructlib.data.verifiable import FAMILIES, make_examples
-from instructlib.generate import paraphrase_data
-from instructlib.generate.backtranslate import MarianTranslator
+from instructlib.generate.backtranslation import paraphrase_data
+from instructlib.generate.backtranslation.roundtrip import MarianTranslator
 from instructlib.generate.funnel import Funnel
-from instructlib.generate.paraphrase_data import (ParaphrasePool, PoolRecipe, build_pool, paraphrase_pool,
+from instructlib.generate.backtranslation.paraphrase_data import (ParaphrasePool, PoolRecipe, build_pool, paraphrase_pool,
                                                   paraphrased_examples, rephrase)
 from instructlib.models.llm import ScriptedLLM
 
@@ -97,7 +97,7 @@ def test_the_cached_pool_of_the_profile_is_built_once_and_consistent(one_thread,
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the pool was rebuilt instead of read from the cache")
 
-    monkeypatch.setattr("instructlib.generate.backtranslate.course_translators", no_rebuild)
+    monkeypatch.setattr("instructlib.generate.backtranslation.roundtrip.course_translators", no_rebuild)
     again = paraphrase_pool(progress=False)
     assert again.path == pool.path and again.paraphrases == pool.paraphrases
     assert again.funnel.table() == pool.funnel.table()
@@ -120,7 +120,7 @@ def test_candidates_can_be_filtered_again_with_other_settings():
 
 def test_unfiltered_paraphrases_are_every_distinct_change_of_the_source():
     from instructlib.generate.funnel import Funnel
-    from instructlib.generate.paraphrase_data import PoolRecipe, ParaphrasePool, unfiltered_paraphrases
+    from instructlib.generate.backtranslation.paraphrase_data import PoolRecipe, ParaphrasePool, unfiltered_paraphrases
 
     rows = [{"family": "add", "source": "Add them.", "paraphrase": p} for p in
             ["Add them.", "Sum  them.", "Sum them.", "", "Plus them."]]

@@ -1,6 +1,6 @@
 """Chapter 08's instruction rewriting: the prompt, every filter, machine demonstrations, no test wording kept."""
 from instructlib.data.wordings import guard_wordings, load_wordings
-from instructlib.generate.rewrite import RewriteRecipe, build_rewrites, rewrite_prompt
+from instructlib.generate.self_instruct.rewrite import RewriteRecipe, build_rewrites, rewrite_prompt
 
 SEEDS = {"comma_list": ["Separate the words with commas.", "Join the words using commas."]}
 

@@ -15,8 +15,8 @@ from instructlib.data.records import Task
 from instructlib.data.seeds import load_seed_tasks
 from instructlib.data.validate import validate_file
 from instructlib.generate import filters as F
-from instructlib.generate import self_instruct_prompts as P
-from instructlib.generate.self_instruct import (SelfInstruct, SelfInstructConfig, load_seed_pool, sample_demos,
+from instructlib.generate.self_instruct import prompts as P
+from instructlib.generate.self_instruct.loop import (SelfInstruct, SelfInstructConfig, load_seed_pool, sample_demos,
                                                 self_instruct, sidecar_paths)
 from instructlib.models.llm import ScriptedLLM
 
@@ -416,7 +416,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_self_instruct import scripted_model
     from instructlib.models.llm import ScriptedLLM
-    from instructlib.generate.self_instruct import self_instruct
+    from instructlib.generate.self_instruct.loop import self_instruct
 
     def slow(prompt):
         time.sleep({delay})

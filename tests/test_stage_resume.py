@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from instructlib.cli import main
-from instructlib.generate.self_instruct import SelfInstruct, SelfInstructConfig, load_seed_pool, sidecar_paths
+from instructlib.generate.self_instruct.loop import SelfInstruct, SelfInstructConfig, load_seed_pool, sidecar_paths
 from instructlib.models.llm import ScriptedLLM
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,7 +50,7 @@ def lines(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("case", ["output deleted", "output torn"])
 def test_templates_rebuild_what_the_output_lacks(tmp_path, case):
-    from instructlib.generate.template_data import bank_examples
+    from instructlib.generate.templates.bank_data import bank_examples
 
     inputs = tmp_path / "in.jsonl"
     inputs.write_text("".join(json.dumps(e) + "\n" for e in bank_examples("uppercase", "train", 4)))
@@ -79,7 +79,7 @@ class Samples:
 
 @pytest.fixture
 def scripted_translators(monkeypatch):
-    from instructlib.generate import backtranslate as bt
+    from instructlib.generate.backtranslation import roundtrip as bt
 
     def translators(name, profile=None):
         forward = ScriptedLLM(lambda p: "中文" + "".join(c for c in p if c.isdigit()))

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from instructlib.data.verifiable import FAMILIES, exact_match
-from instructlib.generate.render import (RenderError, check_fields, render_rows, render_to_jsonl, read_examples,
+from instructlib.generate.templates.render import (RenderError, check_fields, render_rows, render_to_jsonl, read_examples,
                                          source_id)
-from instructlib.generate.template_data import (HELDOUT_PER_FAMILY, bank_examples, split_templates,
+from instructlib.generate.templates.bank_data import (HELDOUT_PER_FAMILY, bank_examples, split_templates,
                                                 template_kind, templated_examples, training_templates,
                                                 translation_pairs)
-from instructlib.generate.template_lint import lint_template, lint_templates
-from instructlib.generate.templates import (BANK_DIR, Template, TemplateError, TemplateMetadata, bank_names,
+from instructlib.generate.templates.lint import lint_template, lint_templates
+from instructlib.generate.templates.promptsource import (BANK_DIR, Template, TemplateError, TemplateMetadata, bank_names,
                                             dumps_promptsource, load_bank, load_promptsource, loads_promptsource,
                                             read_template_file)
 
@@ -306,9 +306,9 @@ def test_render_to_jsonl_validates_and_resumes(tmp_path):
 
 KILL_SCRIPT = """
 import sys, time
-import instructlib.generate.render as r
-from instructlib.generate.templates import load_bank
-from instructlib.generate.template_data import bank_examples
+import instructlib.generate.templates.render as r
+from instructlib.generate.templates.promptsource import load_bank
+from instructlib.generate.templates.bank_data import bank_examples
 slow = r.render_example
 def render_example(*a, **k):
     time.sleep(0.02)

@@ -7,8 +7,8 @@ import pytest
 from instructlib.data.verifiable import FAMILIES, MAX_PHRASING_CHARS
 from instructlib.data.wordings import (bank_families, content_words, crossed_examples, expand, load_wordings,
                                        training_wordings, worded_examples)
-from instructlib.generate.templates import load_bank
-from instructlib.generate.translator import load_meanings
+from instructlib.generate.templates.promptsource import load_bank
+from instructlib.generate.backtranslation.translator import load_meanings
 from instructlib.text import rouge_l
 
 FAMS = bank_families()

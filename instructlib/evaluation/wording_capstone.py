@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from ..data.wordings import drop_leaks, training_wordings
-from ..generate.paraphrase_data import BACKTRANSLATION, UNFILTERED
-from ..generate.rewrite import SELF_INSTRUCT
+from ..generate.backtranslation.paraphrase_data import BACKTRANSLATION, UNFILTERED
+from ..generate.self_instruct.rewrite import SELF_INSTRUCT
 from ..generate.wording_experiment import (CONTROL, HAND, TEMPLATES, Testbed, control_wordings, hand_wordings, plus_hand,
                                            run_pool, train_pool)
 from ..train.experiment import CachedRun
@@ -39,8 +39,8 @@ def generated_wordings(families: Sequence[str], profile=None, progress: bool = F
                        sources: Sequence[str] = SOURCES) -> tuple[Pools, dict[str, int]]:
     """Each generator's wordings per family (``sources`` of ``SOURCES``; the rest come back empty) after
     ``drop_leaks``, and how many each lost to it. Chapter 07's and 08's pools are built once and cached."""
-    from ..generate.paraphrase_data import paraphrase_pool, unfiltered_paraphrases
-    from ..generate.rewrite import rewrite_pool
+    from ..generate.backtranslation.paraphrase_data import paraphrase_pool, unfiltered_paraphrases
+    from ..generate.self_instruct.rewrite import rewrite_pool
 
     raw: Pools = {s: {f: [] for f in families} for s in SOURCES}
     if "templates" in sources:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import importlib
 
 GENERATE_MODULES: tuple[str, ...] = (
-    "instructlib.generate.template_cli",  # chapter 06: generate templates
-    "instructlib.generate.backtranslate",  # chapter 07: generate backtranslate
-    "instructlib.generate.backward",  # chapter 07: generate backward (instruction back-translation)
+    "instructlib.generate.templates.cli",  # chapter 06: generate templates
+    "instructlib.generate.backtranslation.roundtrip",  # chapter 07: generate backtranslate
+    "instructlib.generate.backtranslation.backward",  # chapter 07: generate backward (instruction back-translation)
 )
 
 

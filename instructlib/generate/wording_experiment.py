@@ -21,13 +21,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Literal, Optional, Sequence
 
+from ..config import stable_seed
 from ..data.collate import DataCollatorForInstructions, encode_dataset
 from ..data.verifiable import Example, solve
 from ..data.wordings import crossed_examples, distinct, load_wordings, training_wordings, worded_examples
 from ..train import TrainConfig
 from ..train.exact import greedy_exact
 from ..train.experiment import CachedRun, cached_train
-from .templates import stable_seed
 
 Source = Literal["human", "grammar"]
 SETS = ("seen", "heldout", "novel")

@@ -74,7 +74,7 @@ class CourseTranslator(Translator):
 
     def prompts(self, texts: Sequence[str]) -> list[str]:
         """Chat-template prompts of the translation Records."""
-        from ..data.prompts import render_for_inference
+        from ...data.prompts import render_for_inference
         from .translator import translation_record
 
         return [render_for_inference(translation_record(t, self.src, self.tgt), "chat", self.llm.tokenizer)
@@ -118,7 +118,7 @@ class PromptedTranslator(Translator):
 
 def course_translators(profile=None, progress: bool = True) -> tuple[CourseTranslator, CourseTranslator]:
     """(en->zh, zh->en) course translators sharing one cached model (trained on first use)."""
-    from ..models import LLM
+    from ...models import LLM
     from .translator import load_translator_model
 
     model, tokenizer, _ = load_translator_model(profile, progress)
@@ -128,7 +128,7 @@ def course_translators(profile=None, progress: bool = True) -> tuple[CourseTrans
 
 def marian_translators(device=None, num_beams: int = 1) -> tuple[MarianTranslator, MarianTranslator]:
     """(en->zh, zh->en) opus-mt translators (hub or local cache: ``gpu`` profile)."""
-    from ..models import load_llm
+    from ...models import load_llm
 
     kw = {"num_beams": num_beams} if num_beams > 1 else {}
     return (MarianTranslator(load_llm("opus-mt-en-zh", device=device), "en", "zh", name="opus-mt-en-zh", generate_kwargs=kw),
@@ -195,7 +195,7 @@ def apply_checks(rows: Sequence[dict], checks: Sequence[tuple], funnel) -> list[
 
 def funnel_from_rows(rows: Sequence[dict], names: Sequence[str]):
     """The Funnel that ``apply_checks`` counted, rebuilt from marked rows (e.g. after a resumed run)."""
-    from .funnel import Funnel
+    from ..funnel import Funnel
 
     funnel = Funnel()
     for row in rows:
@@ -223,10 +223,10 @@ def run_backtranslate(records: Sequence, out: str, forward: Translator, backward
 
     from tqdm.auto import tqdm
 
-    from ..files import atomic_write_jsonl
-    from .funnel import Funnel
+    from ...files import atomic_write_jsonl
+    from ..funnel import Funnel
     from .meaning_filters import default_checks
-    from .stage import JSONLStage
+    from ..stage import JSONLStage
 
     out = Path(out)
     sources = list(dict.fromkeys(r.instruction for r in records))
@@ -290,8 +290,8 @@ def register_cli(subparsers) -> None:
 def _run_cli(args) -> int:
     import sys
 
-    from ..data.io import load_records
-    from ..data.records import DataError
+    from ...data.io import load_records
+    from ...data.records import DataError
 
     try:
         records = load_records(args.input)

@@ -15,10 +15,11 @@ import json
 import random
 from typing import Literal, Optional, Sequence
 
-from ..data.records import Record
-from ..data.verifiable import FAMILIES, Example, make_examples
+from ...config import stable_seed
+from ...data.records import Record
+from ...data.verifiable import FAMILIES, Example, make_examples
+from .promptsource import BANK_DIR, Template, load_bank
 from .render import pick_templates, render_example
-from .templates import BANK_DIR, Template, load_bank, stable_seed
 
 HELDOUT_PER_FAMILY = 4
 TRANSLATION_PAIRS = BANK_DIR / "translation_pairs.jsonl"

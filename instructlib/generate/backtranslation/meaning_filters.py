@@ -37,7 +37,7 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 def script_share(text: str, lang: str) -> float:
     """Share of the text's letters (punctuation and digits aside) in ``lang``'s script: CJK for zh, other for en."""
-    from ..text import is_cjk
+    from ...text import is_cjk
 
     if lang not in ("en", "zh"):
         raise ValueError(f"unknown language {lang!r}")
@@ -65,7 +65,7 @@ def make_vocabulary_check(known: Iterable[str]) -> Check:
     A small translator sampling at a high temperature glues pieces of words together
     ("differencereasing"); a word it was never taught is a sampling glitch, not a paraphrase.
     """
-    from ..text import tokenize
+    from ...text import tokenize
 
     vocabulary = {w for text in known for w in tokenize(text)}
 
@@ -77,7 +77,7 @@ def make_vocabulary_check(known: Iterable[str]) -> Check:
 
 def length_ratio(source: str, paraphrase: str) -> float:
     """Tokens of the paraphrase over tokens of the source (``text.tokenize``: CJK characters count one each)."""
-    from ..text import tokenize
+    from ...text import tokenize
 
     return len(tokenize(paraphrase)) / max(1, len(tokenize(source)))
 
@@ -134,7 +134,7 @@ def make_novelty_check(max_rouge: float = 0.8, pool: Optional[dict] = None,
     (e.g. the training phrasings); every row that passes is added to its group's pool, so a second
     copy of the same paraphrase is rejected too.
     """
-    from ..text import rouge_l
+    from ...text import rouge_l
 
     kept: dict = defaultdict(list, {k: list(v) for k, v in (pool or {}).items()})
 
@@ -158,8 +158,8 @@ def add_checker_scores(rows: Sequence[dict], answer: Callable[[list], list[str]]
     ``train.answers.generate_answers``). Sets ``row['checker']`` (paraphrase) and
     ``row['checker_source']`` (the original phrasing, same inputs) in place, in one batched call.
     """
-    from ..data.records import Record
-    from ..data.verifiable import FAMILIES, make_examples
+    from ...data.records import Record
+    from ...data.verifiable import FAMILIES, make_examples
 
     todo = [r for r in rows if r.get("family") in FAMILIES]
     inputs = {f: [e.record for e in make_examples("train", n_inputs, seed=seed, families=[f])]

@@ -21,8 +21,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional, Sequence
 
-from ..data.records import DataError
-from .templates import Template, TemplateError, stable_seed
+from ...config import stable_seed
+from ...data.records import DataError
+from .promptsource import Template, TemplateError
 
 
 class RenderError(ValueError):
@@ -104,7 +105,7 @@ def render_to_jsonl(templates: Sequence[Template], examples: Iterable[dict], pat
     """Render into the JSONL file ``path`` through a resumable ``JSONLStage`` (a rerun adds only what is missing)."""
     from tqdm.auto import tqdm
 
-    from .stage import JSONLStage
+    from ..stage import JSONLStage
 
     stats = RenderStats()
     with JSONLStage(path) as stage:
@@ -124,7 +125,7 @@ def render_to_jsonl(templates: Sequence[Template], examples: Iterable[dict], pat
 
 def read_examples(path) -> list[dict]:
     """Examples from a JSONL file (one JSON object of template fields per line); RenderError names the line."""
-    from ..data.io import iter_json_items
+    from ...data.io import iter_json_items
 
     out = []
     try:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from ..data.records import Task
-from ..text import has_cjk
+from ...data.records import Task
+from ...text import has_cjk
 
 INSTRUCTION_HEADER = "Come up with a series of tasks:\n"  # the reference's one-line instruction
 CLASSIFICATION_HEADER = ("Come up with a series of classification tasks. "

@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..config import Profile, as_profile, cache_dir
-from ..data.wordings import content_words, guard_wordings, load_wordings
-from ..text import rouge_l, words
-from .dedup import DedupIndex
-from .funnel import Funnel
+from ...config import Profile, as_profile, cache_dir
+from ...data.wordings import content_words, guard_wordings, load_wordings
+from ...text import rouge_l, words
+from ..dedup import DedupIndex
+from ..funnel import Funnel
 
 REWRITE_VERSION = 1
 SELF_INSTRUCT = "+ self-instruct"   # the pool label chapters 08-09 train under
@@ -119,7 +119,7 @@ def build_rewrites(llm, seeds: dict[str, Sequence[str]], recipe: RewriteRecipe =
     """
     from tqdm.auto import tqdm
 
-    from .backtranslate import apply_checks
+    from ..backtranslation.roundtrip import apply_checks
 
     funnel, candidates, kept = Funnel(), [], {}
     rng = random.Random(recipe.seed)
@@ -152,9 +152,9 @@ def build_rewrites(llm, seeds: dict[str, Sequence[str]], recipe: RewriteRecipe =
 def rewrite_pool(families: Sequence[str], profile: "Optional[str | Profile]" = None,
                  recipe: Optional[RewriteRecipe] = None, progress: bool = False) -> RewritePool:
     """The cached pool of the profile's self-instruct model for ``families``, seeded with chapter 05's wordings."""
-    from ..data.io import read_jsonl
-    from ..files import atomic_write_json, atomic_write_jsonl, build_once
-    from ..models import SMOLLM2, load_llm
+    from ...data.io import read_jsonl
+    from ...files import atomic_write_json, atomic_write_jsonl, build_once
+    from ...models import SMOLLM2, load_llm
 
     p = as_profile(profile)
     recipe = recipe or rewrite_recipe(p)

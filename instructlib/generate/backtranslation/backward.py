@@ -37,7 +37,7 @@ Answer with "Score: N" and nothing else."""
 
 def backward_record(record):
     """The reversed Record: the input and output become the input, the instruction becomes the output."""
-    from ..data.records import Record
+    from ...data.records import Record
 
     shown = f"Input: {record.input}\nOutput: {record.output}" if record.input else f"Output: {record.output}"
     return Record(BACKWARD_INSTRUCTION, shown, record.instruction)
@@ -45,8 +45,8 @@ def backward_record(record):
 
 def train_backward(model, tokenizer, records: Sequence, config, max_length: int, device=None):
     """Fine-tune ``model`` in place on reversed ``records`` with chapter 05's loop; the TrainResult."""
-    from ..data.collate import DataCollatorForInstructions, encode_dataset
-    from ..train import train
+    from ...data.collate import DataCollatorForInstructions, encode_dataset
+    from ...train import train
 
     data, _ = encode_dataset([backward_record(r) for r in records], tokenizer, max_length, "chat")
     if len(data) < config.batch_size:  # the loop only takes full batches: it would wait forever
@@ -61,7 +61,7 @@ def generate_instructions(llm, examples: Sequence, *, n: int = 1, temperature: f
 
     One row per example and sample: ``id``, ``instruction``, ``input``, ``output``, ``sample``.
     """
-    from ..data.prompts import render_for_inference
+    from ...data.prompts import render_for_inference
 
     prompts = [render_for_inference(backward_record(e), "chat", llm.tokenizer) for e in examples for _ in range(n)]
     outs = llm.complete(prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
@@ -110,8 +110,8 @@ def rate(llm, rows: Sequence[dict], *, batch_size: int = 8, progress: bool = Fal
 
 def instruction_family(text: str, min_rouge: float = 0.5) -> Optional[str]:
     """The verifiable family whose training phrasing is closest to ``text`` (ROUGE-L), None below ``min_rouge``."""
-    from ..data.verifiable import FAMILIES
-    from ..text import rouge_l
+    from ...data.verifiable import FAMILIES
+    from ...text import rouge_l
 
     best, score = None, 0.0
     for name, fam in FAMILIES.items():
@@ -160,9 +160,9 @@ def run_backward(train_records: Sequence, unlabelled: Sequence, out: str, *, mod
                  rater=None, steps: int = 200, min_rating: int = 4, seed: int = 0, chunk: int = 32,
                  progress: bool = True) -> dict:
     """The whole Humpback pipeline on files' records; rows (with ``rating`` and ``kept``) appended to ``out``."""
-    from ..models import LLM, load_model, load_tokenizer
-    from ..train import TrainConfig
-    from .stage import JSONLStage
+    from ...models import LLM, load_model, load_tokenizer
+    from ...train import TrainConfig
+    from ..stage import JSONLStage
 
     with JSONLStage(out) as stage:
         todo = [(f"u{i}", r) for i, r in enumerate(unlabelled) if f"u{i}" not in stage.done]
@@ -192,9 +192,9 @@ def run_backward(train_records: Sequence, unlabelled: Sequence, out: str, *, mod
 def _run_cli(args) -> int:
     import sys
 
-    from ..data.io import load_records
-    from ..data.records import DataError
-    from ..models import load_llm
+    from ...data.io import load_records
+    from ...data.records import DataError
+    from ...models import load_llm
 
     try:
         train_records, unlabelled = load_records(args.train), load_records(args.unlabelled)

@@ -23,8 +23,8 @@ from typing import Iterable, Optional, Sequence
 
 from jinja2 import TemplateSyntaxError, meta
 
-from ..text import rouge_l
-from .templates import ENV, SEPARATOR, Template, TemplateError
+from ...text import rouge_l
+from .promptsource import ENV, SEPARATOR, Template, TemplateError
 
 IGNORED_FIELDS = frozenset({"id", "idx", "source_id"})  # bookkeeping, not task content
 _JINJA_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)

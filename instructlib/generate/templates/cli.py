@@ -12,9 +12,9 @@ import argparse
 import sys
 
 from .render import RenderError, check_fields, read_examples, render_to_jsonl
-from .template_data import bank_examples
-from .template_lint import lint_templates
-from .templates import TemplateError, bank_names, load_bank, load_promptsource
+from .bank_data import bank_examples
+from .lint import lint_templates
+from .promptsource import TemplateError, bank_names, load_bank, load_promptsource
 
 
 def register_cli(subparsers) -> None:

@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from ..config import Profile, as_profile, cache_dir
-from ..data.records import Record
-from ..data.verifiable import FAMILIES, Example, Split, make_examples
-from .funnel import Funnel
+from ...config import Profile, as_profile, cache_dir
+from ...data.records import Record
+from ...data.verifiable import FAMILIES, Example, Split, make_examples
+from ..funnel import Funnel
 
 POOL_VERSION = 1
 BACKTRANSLATION, UNFILTERED = "+ back-translation", "+ back-translation, unfiltered"   # pool labels (ch07-09)
@@ -87,7 +87,7 @@ def build_pool(forward, backward, recipe: PoolRecipe = PoolRecipe(), families: O
     sentences for the course translator; ``None`` drops the vocabulary check, e.g. for opus-mt).
     Every candidate row gets ``family``, ``chrf``, ``kept`` and, when rejected, ``filter``/``reason``.
     """
-    from .backtranslate import round_trip
+    from .roundtrip import round_trip
 
     if recipe.order not in ORDERS:
         raise ValueError(f"order={recipe.order!r} is not one of {ORDERS}")
@@ -110,7 +110,7 @@ def filter_candidates(rows: Sequence[dict], recipe: PoolRecipe = PoolRecipe(), v
     copies to compare settings. ``with_checker`` adds the checker filter (rows need the scores of
     ``meaning_filters.add_checker_scores``).
     """
-    from .backtranslate import apply_checks
+    from .roundtrip import apply_checks
     from .meaning_filters import chrf, default_checks
 
     if recipe.order not in ORDERS:
@@ -142,8 +142,8 @@ def _pool_key(recipe: PoolRecipe, translator_dir: Path) -> str:
 def paraphrase_pool(profile: "Optional[str | Profile]" = None, recipe: Optional[PoolRecipe] = None,
                     progress: bool = False) -> ParaphrasePool:
     """The cached pool of the course translator for ``profile`` (built on first use: translator included)."""
-    from ..files import atomic_write_json, atomic_write_jsonl, build_once
-    from .backtranslate import course_translators
+    from ...files import atomic_write_json, atomic_write_jsonl, build_once
+    from .roundtrip import course_translators
     from .translator import course_translator_dir, load_meanings
 
     p = as_profile(profile)
@@ -169,7 +169,7 @@ def paraphrase_pool(profile: "Optional[str | Profile]" = None, recipe: Optional[
 
 def unfiltered_paraphrases(pool: ParaphrasePool, families: Sequence[str]) -> dict[str, list[str]]:
     """Every distinct non-empty round trip of each family that differs from its source: the pool before any filter."""
-    from ..data.wordings import distinct
+    from ...data.wordings import distinct
 
     return {f: distinct(r["paraphrase"] for r in pool.candidates if r["family"] == f and r["paraphrase"].strip()
                         and r["paraphrase"] != r["source"]) for f in families}

@@ -17,15 +17,13 @@ and offered to the template as a list, each part stripped. Two deliberate differ
 PromptSource file and dumping it gives the file back byte for byte. Keys the loader does not know
 (in the file, a ``!Template`` or its metadata; e.g. ``task_template: true`` in some upstream
 ``head_qa`` versions) are kept in ``extra``, in file order, written back, and never reach rendering.
-The course's own bilingual bank (``load_bank``) is stored in that format under ``template_bank/``.
+The course's own bilingual bank (``load_bank``) is stored in that format under ``bank/``.
 """
 from __future__ import annotations
 
 import contextvars
 import copy
 import functools
-import hashlib
-import json
 import random
 import uuid
 from collections import Counter
@@ -37,10 +35,12 @@ import yaml
 from jinja2 import BaseLoader, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from ...config import stable_seed
+
 SEPARATOR = "|||"
 TEXT_VAR_LENGTH = 2048  # PromptSource truncates every substituted value to this many characters
 PIPE_PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0"  # PromptSource's stand-in for "|||" inside values
-BANK_DIR = Path(__file__).with_name("template_bank")
+BANK_DIR = Path(__file__).with_name("bank")
 ID_NAMESPACE = uuid.UUID("6f1c1f7e-6c2a-4c55-9a57-0b5c06a1d306")  # stable ids of course templates
 
 _RNG: contextvars.ContextVar[random.Random] = contextvars.ContextVar("template_rng")
@@ -86,12 +86,6 @@ def _unescape_pipe(text: str) -> str:
 def _compiled(text: str):
     """Compiled Jinja (compiling costs far more than rendering)."""
     return ENV.from_string(text)
-
-
-def stable_seed(*parts: Any) -> int:
-    """A 64-bit seed from any JSON-able parts (same parts, same seed, on every machine)."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
 
 
 @dataclass
@@ -337,7 +331,7 @@ def dumps_promptsource(templates: Union[TemplateFile, list[Template]], dataset: 
 def dump_promptsource(templates: Union[TemplateFile, list[Template]], path: Union[str, Path],
                       dataset: str = "", subset: Optional[str] = None, allow_unicode: bool = False) -> Path:
     """Write templates to ``path`` in PromptSource's format (atomically)."""
-    from ..files import atomic_write_text
+    from ...files import atomic_write_text
 
     return atomic_write_text(path, dumps_promptsource(templates, dataset, subset, allow_unicode))
 

@@ -49,8 +49,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load seeds, then the model, then run or resume; print the funnel."""
-    from ..data.records import DataError
-    from .self_instruct import ResumeError, SelfInstruct, SelfInstructConfig, check_resume, load_seed_pool
+    from ...data.records import DataError
+    from .loop import ResumeError, SelfInstruct, SelfInstructConfig, check_resume, load_seed_pool
 
     try:
         config = SelfInstructConfig(num_instructions=args.num_instructions, method=args.method,
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"{args.seeds}: error: {err.strerror or err}", file=sys.stderr)
         return 2
-    from ..models import load_llm
+    from ...models import load_llm
 
     try:
         llm = load_llm(args.model)

@@ -49,16 +49,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..data.io import load_tasks
-from ..data.records import Task
-from ..data.seeds import load_seed_tasks
-from ..files import PathLike, read_jsonl_lenient
-from ..text import has_cjk, tokenize
-from . import self_instruct_prompts as P
-from .dedup import THRESHOLD, DedupIndex
-from .filters import ALPACA_BLACKLIST, SELF_INSTRUCT_BLACKLIST, instruction_checks, normalize_instruction
-from .funnel import Funnel
-from .stage import JSONLStage
+from ...data.io import load_tasks
+from ...data.records import Task
+from ...data.seeds import load_seed_tasks
+from ...files import PathLike, read_jsonl_lenient
+from ...text import has_cjk, tokenize
+from . import prompts as P
+from ..dedup import THRESHOLD, DedupIndex
+from ..filters import ALPACA_BLACKLIST, SELF_INSTRUCT_BLACKLIST, instruction_checks, normalize_instruction
+from ..funnel import Funnel
+from ..stage import JSONLStage
 
 METHODS = ("self-instruct", "alpaca", "magpie")
 CUT = "output cut at max_new_tokens"   # the funnel's reason for a piece of text that ran out of tokens

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..config import Profile, cache_dir, get_device, get_profile
+from ...config import Profile, cache_dir, get_device, get_profile
 
 LANGUAGES = ("en", "zh")
 INSTRUCTIONS = {("en", "zh"): "Translate into Chinese.", ("zh", "en"): "Translate into English."}
@@ -58,7 +58,7 @@ class Pair:
 
 def meanings_path() -> Path:
     """Path of the packaged ``meanings.yaml``."""
-    return Path(str(resources.files("instructlib.generate") / "parallel" / "meanings.yaml"))
+    return Path(str(resources.files("instructlib.generate.backtranslation") / "parallel" / "meanings.yaml"))
 
 
 def load_meanings(path: Optional[str | Path] = None) -> list[Meaning]:
@@ -114,7 +114,7 @@ def corpus_digest(pairs: Sequence[Pair]) -> str:
 
 def translation_record(text: str, src: str, tgt: str, target: str = ""):
     """The chapter 04 Record asking to translate ``text`` from ``src`` into ``tgt``."""
-    from ..data.records import Record
+    from ...data.records import Record
 
     if (src, tgt) not in INSTRUCTIONS:
         raise ValueError(f"no direction {src}->{tgt}; known: {sorted(INSTRUCTIONS)}")
@@ -157,10 +157,10 @@ def translator_recipe(profile: Optional[Profile] = None) -> TranslatorRecipe:
 def train_translator(recipe: TranslatorRecipe, pairs: Optional[Sequence[Pair]] = None,
                      progress: bool = True, device: Optional[torch.device | str] = None):
     """Train a BPE tokenizer and a TinyGPT translator from scratch; returns (model, tokenizer, result)."""
-    from ..data.collate import DataCollatorForInstructions, encode_dataset
-    from ..nn.gpt import GPTConfig, TinyGPT
-    from ..tokenization import train_bpe
-    from ..train import TrainConfig, train
+    from ...data.collate import DataCollatorForInstructions, encode_dataset
+    from ...nn.gpt import GPTConfig, TinyGPT
+    from ...tokenization import train_bpe
+    from ...train import TrainConfig, train
 
     pairs = list(pairs) if pairs is not None else parallel_pairs()
     texts = [t for p in pairs for t in (p.en, p.zh)]
@@ -180,8 +180,8 @@ def train_translator(recipe: TranslatorRecipe, pairs: Optional[Sequence[Pair]] =
 
 def course_translator_dir(profile: Optional[Profile] = None, progress: bool = True) -> Path:
     """Cache directory of the trained course translator for ``profile`` (trained on first use)."""
-    from ..files import build_once
-    from ..tokenization import save_tokenizer
+    from ...files import build_once
+    from ...tokenization import save_tokenizer
 
     p = profile or get_profile()
     recipe, pairs = translator_recipe(p), parallel_pairs()
@@ -202,8 +202,8 @@ def course_translator_dir(profile: Optional[Profile] = None, progress: bool = Tr
 
 def load_translator_model(profile: Optional[Profile] = None, progress: bool = True):
     """(model, tokenizer, meta) of the cached course translator, trained on first use."""
-    from ..nn.gpt import GPTConfig, TinyGPT
-    from ..tokenization import load_bpe
+    from ...nn.gpt import GPTConfig, TinyGPT
+    from ...tokenization import load_bpe
 
     path = course_translator_dir(profile, progress)
     meta = json.loads((path / "meta.json").read_text())
@@ -230,7 +230,7 @@ def nearest_meaning(text: str, lang: str = "en", meanings: Optional[Sequence[Mea
     is a good reading of what a round trip *means*: chapter 07 uses it as the ground truth against
     which the filters are graded. Slots are compared with their digits filled in.
     """
-    from ..text import rouge_l_tokens, tokenize
+    from ...text import rouge_l_tokens, tokenize
 
     table = _sentences(lang) if meanings is None else _expand(meanings, lang)
     if text in table[0]:
@@ -246,7 +246,7 @@ def nearest_meaning(text: str, lang: str = "en", meanings: Optional[Sequence[Mea
 
 def _expand(meanings: Sequence[Meaning], lang: str) -> tuple[dict, list]:
     """({sentence: key}, [(key, tokens)]) of every rendering in ``lang``, slots filled."""
-    from ..text import tokenize
+    from ...text import tokenize
 
     exact, tokenized = {}, []
     for m in meanings:
