@@ -83,3 +83,37 @@ def test_located_reads_where_the_answer_rewrote():
     assert located(r.output.replace("dog", "cow"), r)  # right places, wrong word
     assert not located(r.input, r)  # copied: nothing rewritten
     assert not located(r.output + " extra", r)
+
+
+def test_runs_built_in_worker_processes_equal_runs_built_in_a_loop():
+    """prebuild_course_rules (two spawned workers) fills the cache with exactly what run_rules in this
+    process writes: the same weights, bit for bit, and the same verdicts."""
+    import copy
+    import shutil
+
+    import torch
+
+    from instructlib.evaluation.unseen_rules import prebuild_course_rules, rules_run_done, run_rules, train_rules
+    from instructlib.models import load_model, load_tokenizer
+    from instructlib.models.course import course_model_dir
+
+    base, tokenizer, key = load_model("tinygpt"), load_tokenizer("tinygpt"), course_model_dir().name
+    bed = course_rulebed("ci", max_len=base.config.block_size)
+    jobs = [(bed, n, 0) for n in bed.n_rules]
+    built = {}
+    for _, n, seed in jobs:
+        run = train_rules(lambda: copy.deepcopy(base), tokenizer, bed, n, seed, key)
+        shutil.rmtree(run.path)  # whatever an earlier test left: build it here, in this process
+        scores = run_rules(lambda: copy.deepcopy(base), tokenizer, bed, n, seed, key)["scores"]
+        run = train_rules(lambda: copy.deepcopy(base), tokenizer, bed, n, seed, key)
+        built[n] = (torch.load(run.path / "model.pt", weights_only=True), scores, run.path)
+        shutil.rmtree(run.path)
+        assert not rules_run_done(tokenizer, bed, n, seed, key)
+    assert prebuild_course_rules(tokenizer, jobs, key, processes=2) == len(jobs)
+    assert prebuild_course_rules(tokenizer, jobs, key, processes=2) == 0  # all cached now
+    for _, n, seed in jobs:
+        weights, scores, path = built[n]
+        again = torch.load(path / "model.pt", weights_only=True)
+        assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
+        again = run_rules(lambda: copy.deepcopy(base), tokenizer, bed, n, seed, key)
+        assert again["from_cache"] and again["scores"] == scores

@@ -1,4 +1,4 @@
-"""Chapter 04: verifiable tasks — instruction families whose answers a program can check.
+"""Chapter 05: verifiable tasks — instruction families whose answers a program can check.
 
 Chapters 05-09 use them as ground truth for "the model follows the instruction": every family
 has a generator of (input, output) pairs, a checker, hand-written training phrasings and

@@ -21,6 +21,7 @@ only adds rules. Runs go through the course's run cache (``train.experiment.cach
 """
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -31,9 +32,11 @@ from ..data.records import Record
 from ..data.verifiable import WORDS
 from ..generate.wording_experiment import recipe_config
 from ..train.exact import greedy_exact
-from ..train.experiment import CachedRun, cached_train
+from ..train import TrainConfig
+from ..train.experiment import CachedRun, cached_train, processes_for, run_dir, run_in_processes
 
 Rule = tuple[str, str]
+SCORES = "scores-rules"  # the memo that holds a run's per-item verdicts
 
 
 @dataclass(frozen=True)
@@ -149,13 +152,24 @@ def copy_baseline(records: Sequence[Record]) -> float:
 def train_rules(make_base: Callable, tokenizer, bed: RuleBed, n: int, seed: int, base_key: str,
                 device=None) -> CachedRun:
     """Fine-tune ``make_base()`` on ``n`` rules with chapter 05's loop (or load the cached run)."""
+    name, data, config, key = _rules_run(tokenizer, bed, n, seed, base_key)
+    return cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config, key=key, device=device)
+
+
+def _rules_run(tokenizer, bed: RuleBed, n: int, seed: int, base_key: str) -> tuple[str, list[dict], TrainConfig, dict]:
+    """What names run (n, seed) in the cache: its name, encoded training data, config and key."""
     data, _ = encode_dataset(training_records(bed, n, seed), tokenizer, bed.max_len, "chat")
     config = recipe_config(bed.steps, bed.batch, bed.lr, seed, threads=bed.threads)
     # the training data's hash is part of the key too, so reserved_as_fillers needs no entry of its own
     settings = {k: v for k, v in asdict(bed).items() if k not in ("n_rules", "reserved_as_fillers")}
     name = f"ch09-rules-{n}" + ("-reserved-fillers" if bed.reserved_as_fillers else "")
-    return cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config,
-                        key={"base": base_key, "n": n, "bed": settings}, device=device)
+    return name, data, config, {"base": base_key, "n": n, "bed": settings}
+
+
+def rules_run_done(tokenizer, bed: RuleBed, n: int, seed: int, base_key: str) -> bool:
+    """Is run (n, seed) trained and scored in the cache (``run_rules`` would only read it)?"""
+    name, data, config, key = _rules_run(tokenizer, bed, n, seed, base_key)
+    return (run_dir(name, config, data, None, key) / f"{SCORES}.json").exists()
 
 
 def run_rules(make_base: Callable, tokenizer, bed: RuleBed, n: int, seed: int, base_key: str,
@@ -163,11 +177,37 @@ def run_rules(make_base: Callable, tokenizer, bed: RuleBed, n: int, seed: int, b
     """``train_rules``, then its per-item exact match on the three sets (computed once, kept with the run)."""
     run = train_rules(make_base, tokenizer, bed, n, seed, base_key, device)
     sets = rule_test_sets(bed, n, seed)
-    scores = run.memo("scores-rules", lambda: {name: greedy_exact(run.model, tokenizer, items, "chat",
+    scores = run.memo(SCORES, lambda: {name: greedy_exact(run.model, tokenizer, items, "chat",
                                                                    max_length=bed.max_len)
                                                for name, items in sets.items()})
     return {"n": n, "seed": seed, "scores": scores, "train_seconds": run.info["train_seconds"],
             "from_cache": run.from_cache}
+
+
+def _course_rules_job(bed: RuleBed, n: int, seed: int, base_key: str) -> bool:
+    """One ``run_rules`` on the course TinyGPT in a worker process (training and scoring on ``bed.threads``)."""
+    from ..config import cpu_threads
+    from ..models import load_model, load_tokenizer
+    from ..models.course import course_model_dir
+
+    if course_model_dir().name != base_key:
+        raise RuntimeError(f"the worker's course model is {course_model_dir().name}, not {base_key}")
+    base, tokenizer = load_model("tinygpt"), load_tokenizer("tinygpt")
+    with cpu_threads(bed.threads):
+        return run_rules(lambda: copy.deepcopy(base), tokenizer, bed, n, seed, base_key)["from_cache"]
+
+
+def prebuild_course_rules(tokenizer, jobs: Sequence[tuple[RuleBed, int, int]], base_key: str,
+                          processes: int | None = None) -> int:
+    """Train and score the ``(bed, n, seed)`` runs of the course TinyGPT missing from the cache, side by side
+    in worker processes (as many as the cores hold at ``bed.threads`` each); returns how many were built.
+    For the CPU: the results equal those of ``run_rules`` in a loop, which then reads them from the cache."""
+    missing = [(bed, n, seed, base_key) for bed, n, seed in jobs
+               if not rules_run_done(tokenizer, bed, n, seed, base_key)]
+    if missing:
+        processes = processes or processes_for(max(bed.threads for bed, *_ in missing), len(missing))
+        run_in_processes(_course_rules_job, missing, processes, desc="rule runs")
+    return len(missing)
 
 
 def rule_clusters(records: Sequence[Record]) -> list[str]:

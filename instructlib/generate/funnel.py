@@ -1,5 +1,5 @@
-"""Chapter 06: the funnel — how many candidates enter each filter, how many leave, and why the rest
-were dropped. Every generation chapter (06–08) reports its filters through one ``Funnel``.
+"""Chapter 07: the funnel — how many candidates enter each filter, how many leave, and why the rest
+were dropped. Back-translation (07) and self-instruct (08) report their filters through one ``Funnel``.
 
     funnel = Funnel()
     kept = funnel.run(candidates, [("length", too_long_or_short), ("dedup", is_duplicate)])

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -134,3 +137,27 @@ def memo_json(path: str | Path, compute: Callable[[], object]):
     value = compute()
     atomic_write_json(path, value)
     return json.loads(path.read_text())
+
+
+def processes_for(threads: Optional[int], jobs: int) -> int:
+    """How many runs of ``threads`` CPU threads each fit side by side on this machine's cores (at least 1)."""
+    return max(1, min(jobs, (os.cpu_count() or 1) // max(threads or 1, 1)))
+
+
+def run_in_processes(fn: Callable[..., Any], jobs: Sequence[tuple], processes: int, desc: str = "runs") -> list:
+    """``[fn(*job) for job in jobs]``, in ``processes`` fresh (spawned) worker processes; results in job order.
+
+    For runs that each use fewer threads than the machine has cores (two one-thread runs at once on 2
+    cores take about the time of one). A run's numbers do not depend on the process it ran in, only on
+    its thread count, so the cache fills exactly as a loop would fill it. Workers inherit the environment
+    (the profile and the cache directory). ``fn`` must be a module-level function and each job picklable.
+    """
+    from tqdm.auto import tqdm
+
+    if processes <= 1 or len(jobs) <= 1:
+        return [fn(*job) for job in tqdm(jobs, desc=desc)]
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(fn, *job) for job in jobs]
+        for done in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({processes} processes)"):
+            done.result()  # a failed run stops here, with its own traceback
+        return [f.result() for f in futures]
