@@ -85,9 +85,10 @@ def test_located_reads_where_the_answer_rewrote():
     assert not located(r.output + " extra", r)
 
 
-def test_runs_built_in_worker_processes_equal_runs_built_in_a_loop():
+def test_runs_built_in_worker_processes_equal_runs_built_in_a_loop(monkeypatch):
     """prebuild_course_rules (two spawned workers) fills the cache with exactly what run_rules in this
-    process writes: the same weights, bit for bit, and the same verdicts."""
+    process writes: the same weights, bit for bit, and the same verdicts; run_rules then reads each run
+    without encoding its training data again."""
     import copy
     import shutil
 
@@ -111,6 +112,11 @@ def test_runs_built_in_worker_processes_equal_runs_built_in_a_loop():
         assert not rules_run_done(tokenizer, bed, n, seed, key)
     assert prebuild_course_rules(tokenizer, jobs, key, processes=2) == len(jobs)
     assert prebuild_course_rules(tokenizer, jobs, key, processes=2) == 0  # all cached now
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("run_rules encoded a run's data that prebuild_course_rules had named")
+
+    monkeypatch.setattr("instructlib.evaluation.unseen_rules.encode_dataset", no_encoding)
     for _, n, seed in jobs:
         weights, scores, path = built[n]
         again = torch.load(path / "model.pt", weights_only=True)

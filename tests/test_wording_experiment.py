@@ -5,8 +5,10 @@ import pytest
 
 from instructlib.data.records import Record
 from instructlib.data.verifiable import Example
-from instructlib.generate.wording_experiment import (Testbed, blind_baseline, condition_wordings, evaluation_sets,
-                                                     majority_baseline, per_family, run_condition, seen_examples)
+from instructlib.generate.wording_experiment import (Testbed, blind_baseline, condition_job, condition_wordings,
+                                                     evaluation_sets, majority_baseline, per_family, pool_job,
+                                                     prebuild_course_runs, run_condition, run_pool, seen_examples,
+                                                     train_pool, train_run)
 from instructlib.models import load_model, load_tokenizer
 
 FAMS = ("count_words", "comma_list", "repeat_word")
@@ -57,6 +59,42 @@ def test_a_run_is_trained_once_and_scored_on_every_set(tok, one_thread, tmp_path
     assert {k: len(v) for k, v in first["scores"].items()} == {k: len(v) for k, v in sets.items()}
     assert all(len(w) == 2 for w in first["wordings"].values())
     assert set(per_family(first["scores"]["heldout"], sets["heldout"])) == set(FAMS)
+
+
+def test_runs_built_in_worker_processes_equal_runs_built_in_a_loop(tok):
+    """prebuild_course_runs (two spawned workers) writes exactly what run_condition and run_pool write in this
+    process: the same weights, bit for bit, and the same verdicts; a job on another base is left to the loop."""
+    import shutil
+
+    import torch
+
+    from instructlib.models.course import course_model_dir
+
+    base, key = load_model("tinygpt"), course_model_dir().name
+    bed = Testbed(families=FAMS, n_train=4, steps=3, batch=4, n_test=2, n_seen=2, max_len=base.config.block_size)
+    pool = condition_wordings(FAMS, "grammar", 3, 1)
+    make = lambda: copy.deepcopy(base)  # noqa: E731
+    loops = [(lambda: run_condition(make, tok, bed, "human", 2, 0, key), lambda: train_run(make, tok, bed, "human", 2, 0, key)),
+             (lambda: run_pool(make, tok, bed, "a pool", pool, 1, key), lambda: train_pool(make, tok, bed, "a pool", pool, 1, key))]
+    built = []
+    for run, trained in loops:
+        shutil.rmtree(trained().path)  # whatever an earlier test left: build it here, in this process
+        scores = run()["scores"]
+        path = trained().path
+        built.append((torch.load(path / "model.pt", weights_only=True), scores, path))
+        shutil.rmtree(path)
+    jobs = [condition_job(bed, "human", 2, 0, key), pool_job(bed, "a pool", pool, 1, key)]
+    assert prebuild_course_runs(jobs + [condition_job(bed, "human", 1, 0, "another base")], processes=2) == [True, True, False]
+    other = train_run(make, tok, bed, "human", 1, 0, "another base")
+    assert not other.from_cache  # left to the loop
+    shutil.rmtree(other.path)
+    assert prebuild_course_runs(jobs, processes=2) == [False, False]  # all cached now
+    for (run, _), (weights, scores, path) in zip(loops, built):
+        again = torch.load(path / "model.pt", weights_only=True)
+        assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)
+        result = run()
+        assert result["from_cache"] and result["scores"] == scores
+        shutil.rmtree(path)
 
 
 def test_compare_pools_pairs_by_seed_and_item():

@@ -22,18 +22,22 @@ only adds rules. Runs go through the course's run cache (``train.experiment.cach
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import random
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Sequence
 
+from ..config import cache_dir, get_profile
 from ..data.collate import DataCollatorForInstructions, encode_dataset
 from ..data.records import Record
 from ..data.verifiable import WORDS
 from ..generate.wording_experiment import recipe_config
 from ..train.exact import greedy_exact
 from ..train import TrainConfig
-from ..train.experiment import CachedRun, cached_train, processes_for, run_dir, run_in_processes
+from ..train.experiment import CachedRun, cached_train, load_run, processes_for, run_dir, run_in_processes
 
 Rule = tuple[str, str]
 SCORES = "scores-rules"  # the memo that holds a run's per-item verdicts
@@ -153,7 +157,9 @@ def train_rules(make_base: Callable, tokenizer, bed: RuleBed, n: int, seed: int,
                 device=None) -> CachedRun:
     """Fine-tune ``make_base()`` on ``n`` rules with chapter 05's loop (or load the cached run)."""
     name, data, config, key = _rules_run(tokenizer, bed, n, seed, base_key)
-    return cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config, key=key, device=device)
+    run = cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config, key=key, device=device)
+    _RUN_DIRS[_where(tokenizer, bed, n, seed, base_key)] = run.path
+    return run
 
 
 def _rules_run(tokenizer, bed: RuleBed, n: int, seed: int, base_key: str) -> tuple[str, list[dict], TrainConfig, dict]:
@@ -166,16 +172,45 @@ def _rules_run(tokenizer, bed: RuleBed, n: int, seed: int, base_key: str) -> tup
     return name, data, config, {"base": base_key, "n": n, "bed": settings}
 
 
+# Each run's cache directory, named once per process: naming it means encoding and hashing the run's
+# 16,000 training examples (seconds), which a cached rerun would otherwise do twice (check, then load).
+_RUN_DIRS: dict[tuple, Path] = {}
+
+
+def _where(tokenizer, bed: RuleBed, n: int, seed: int, base_key: str) -> tuple:
+    """What a run's directory depends on, the encoded data aside (a function of the tokenizer and the rest)."""
+    vocab = json.dumps([sorted(tokenizer.get_vocab().items()), getattr(tokenizer, "chat_template", None),
+                        tokenizer.eos_token])
+    return (str(cache_dir()), get_profile().name, base_key, bed, n, seed, hashlib.sha256(vocab.encode()).hexdigest())
+
+
+def _rules_run_dir(tokenizer, bed: RuleBed, n: int, seed: int, base_key: str) -> Path:
+    """The cache directory of run (n, seed), whether or not it is built."""
+    where = _where(tokenizer, bed, n, seed, base_key)
+    if where not in _RUN_DIRS:
+        name, data, config, key = _rules_run(tokenizer, bed, n, seed, base_key)
+        _RUN_DIRS[where] = run_dir(name, config, data, None, key)
+    return _RUN_DIRS[where]
+
+
 def rules_run_done(tokenizer, bed: RuleBed, n: int, seed: int, base_key: str) -> bool:
     """Is run (n, seed) trained and scored in the cache (``run_rules`` would only read it)?"""
-    name, data, config, key = _rules_run(tokenizer, bed, n, seed, base_key)
-    return (run_dir(name, config, data, None, key) / f"{SCORES}.json").exists()
+    return _done(_rules_run_dir(tokenizer, bed, n, seed, base_key))
+
+
+def _done(path: Path) -> bool:
+    """Does ``path`` hold a trained and scored run?"""
+    return (path / "model.pt").exists() and (path / f"{SCORES}.json").exists()
 
 
 def run_rules(make_base: Callable, tokenizer, bed: RuleBed, n: int, seed: int, base_key: str,
               device=None) -> dict:
     """``train_rules``, then its per-item exact match on the three sets (computed once, kept with the run)."""
-    run = train_rules(make_base, tokenizer, bed, n, seed, base_key, device)
+    known = _RUN_DIRS.get(_where(tokenizer, bed, n, seed, base_key))  # named already, e.g. by prebuild_course_rules
+    if known is not None and _done(known):  # read the run without encoding its data again
+        run = load_run(known, make_base, device)
+    else:
+        run = train_rules(make_base, tokenizer, bed, n, seed, base_key, device)
     sets = rule_test_sets(bed, n, seed)
     scores = run.memo(SCORES, lambda: {name: greedy_exact(run.model, tokenizer, items, "chat",
                                                                    max_length=bed.max_len)

@@ -22,7 +22,7 @@ from ..data.wordings import drop_leaks, training_wordings
 from ..generate.backtranslation.paraphrase_data import BACKTRANSLATION, UNFILTERED
 from ..generate.self_instruct.rewrite import SELF_INSTRUCT
 from ..generate.wording_experiment import (CONTROL, HAND, TEMPLATES, Testbed, control_wordings, hand_wordings, plus_hand,
-                                           run_pool, train_pool)
+                                           run_pools, train_pool)
 from ..train.experiment import CachedRun
 
 ALL = "all"
@@ -71,14 +71,8 @@ def run_wording_capstone(make_base: Callable, tokenizer, testbed: Testbed, pools
                          base_key: str, conditions: Optional[Sequence[str]] = None, device=None,
                          progress: bool = True) -> dict[tuple[str, int], dict]:
     """Train (or load) and score every (condition, seed): ``{(condition, seed): run_pool's dict}``."""
-    from tqdm.auto import tqdm
-
-    todo = [(c, s) for c in (conditions or CONDITIONS) for s in seeds]
-    runs = {}
-    for condition, seed in tqdm(todo, desc="capstone runs", disable=not progress):
-        runs[condition, seed] = run_pool(make_base, tokenizer, testbed, condition, pools[condition], seed, base_key,
-                                         device)
-    return runs
+    return run_pools(make_base, tokenizer, testbed, {c: pools[c] for c in conditions or CONDITIONS}, seeds, base_key,
+                     device, desc="capstone runs" if progress else None)
 
 
 def course_run(condition: str, seed: int = 0, progress: bool = False) -> CachedRun:

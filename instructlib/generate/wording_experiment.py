@@ -21,13 +21,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Literal, Optional, Sequence
 
-from ..config import stable_seed
+import torch
+
+from ..config import CPU_THREADS, cpu_threads, get_device, stable_seed
 from ..data.collate import DataCollatorForInstructions, encode_dataset
 from ..data.verifiable import Example, solve
 from ..data.wordings import crossed_examples, distinct, load_wordings, training_wordings, worded_examples
 from ..train import TrainConfig
 from ..train.exact import greedy_exact
-from ..train.experiment import CachedRun, cached_train
+from ..train.experiment import CachedRun, cached_train, processes_for, run_in_processes
 
 Source = Literal["human", "grammar"]
 SETS = ("seen", "heldout", "novel")
@@ -64,9 +66,23 @@ def evaluation_sets(testbed: Testbed) -> dict[str, list[Example]]:
 def train_run(make_base: Callable, tokenizer, testbed: Testbed, source: Source, k: Optional[int], seed: int,
               base_key: str, device=None) -> CachedRun:
     """Fine-tune ``make_base()`` on one condition (or load the cached run): chapter 05's loop, fixed budget."""
-    return _train(make_base, tokenizer, testbed, f"ch06-wordings-{source}-{k or 'all'}",
-                  condition_wordings(testbed.families, source, k, seed), seed,
-                  {"base": base_key, "source": source, "k": k}, device)
+    return _train(make_base, tokenizer, *condition_job(testbed, source, k, seed, base_key), device)
+
+
+# A job names one run of the cache: (testbed, run name, wordings per family, seed, key).
+Job = tuple[Testbed, str, dict[str, list[str]], int, dict]
+
+
+def condition_job(testbed: Testbed, source: Source, k: Optional[int], seed: int, base_key: str) -> Job:
+    """The run of chapter 06's condition (source, k, seed)."""
+    return (testbed, f"ch06-wordings-{source}-{k or 'all'}", condition_wordings(testbed.families, source, k, seed),
+            seed, {"base": base_key, "source": source, "k": k})
+
+
+def pool_job(testbed: Testbed, label: str, wordings: dict[str, Sequence[str]], seed: int, base_key: str) -> Job:
+    """The run of a labelled wording pool (chapters 07-10)."""
+    return (testbed, run_name(label), {f: list(w) for f, w in wordings.items()}, seed,
+            {"base": base_key, "condition": label})
 
 
 def run_name(label: str) -> str:
@@ -81,8 +97,7 @@ def train_pool(make_base: Callable, tokenizer, testbed: Testbed, label: str, wor
     Chapters 07-09 name their pools with the same ``label`` ("hand-written", "positive control", ...),
     so a pool trained for one chapter is a cache hit for the next.
     """
-    return _train(make_base, tokenizer, testbed, run_name(label), wordings, seed,
-                  {"base": base_key, "condition": label}, device)
+    return _train(make_base, tokenizer, *pool_job(testbed, label, wordings, seed, base_key), device)
 
 
 def recipe_config(steps: int, batch: int, lr: float, seed: int, **changes) -> TrainConfig:
@@ -99,6 +114,41 @@ def _train(make_base: Callable, tokenizer, testbed: Testbed, name: str, wordings
     return cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config, key=key, device=device)
 
 
+def _course_job(testbed: Testbed, name: str, wordings: dict[str, list[str]], seed: int, key: dict) -> bool:
+    """Train and score one run of the course TinyGPT in a worker process; True when it was cached already."""
+    import copy
+
+    from ..models import load_model, load_tokenizer
+    from ..models.course import course_model_dir
+
+    if course_model_dir().name != key["base"]:
+        raise RuntimeError(f"the worker's course model is {course_model_dir().name}, not {key['base']}")
+    base, tokenizer = load_model("tinygpt"), load_tokenizer("tinygpt")
+    with cpu_threads(CPU_THREADS):
+        run = _train(lambda: copy.deepcopy(base), tokenizer, testbed, name, wordings, seed, key)
+        score_run(run, tokenizer, testbed, wordings, seed)
+    return run.from_cache
+
+
+def prebuild_course_runs(jobs: Sequence[Job], processes: Optional[int] = None) -> list[bool]:
+    """Train and score the course TinyGPT's testbed runs side by side in worker processes, where the cores
+    hold more than one run at ``config.CPU_THREADS`` threads each (4 cores: two at a time); returns, per job,
+    whether it was trained now. A run's numbers depend on its thread count, not on its process, so the loop
+    that follows reads exactly what it would have built. On 2 cores this does nothing: a second 2-thread run
+    would only share the same two cores. Jobs on another base than the course model are left to the loop
+    (a worker can only load the course's)."""
+    from ..models.course import course_model_dir
+
+    mine = [i for i, job in enumerate(jobs) if job[-1]["base"] == course_model_dir().name]
+    processes = processes or processes_for(CPU_THREADS, len(mine))
+    trained = [False] * len(jobs)
+    if processes > 1 and mine:
+        cached = run_in_processes(_course_job, [jobs[i] for i in mine], processes, desc="testbed runs")
+        for i, was_cached in zip(mine, cached):
+            trained[i] = not was_cached
+    return trained
+
+
 def run_condition(make_base: Callable, tokenizer, testbed: Testbed, source: Source, k: Optional[int], seed: int,
                   base_key: str, device=None) -> dict:
     """One run's per-item scores on ``seen``, ``heldout`` and ``novel`` (computed once, kept with the run)."""
@@ -112,6 +162,23 @@ def run_pool(make_base: Callable, tokenizer, testbed: Testbed, label: str, wordi
     """``train_pool`` then its scores on ``seen``, ``heldout`` and ``novel`` (as ``run_condition``)."""
     run = train_pool(make_base, tokenizer, testbed, label, wordings, seed, base_key, device)
     return {"label": label, **score_run(run, tokenizer, testbed, wordings, seed)}
+
+
+def run_pools(make_base: Callable, tokenizer, testbed: Testbed, pools: dict[str, dict[str, Sequence[str]]],
+              seeds: Sequence[int], base_key: str, device=None, desc: Optional[str] = None) -> dict[tuple[str, int], dict]:
+    """``run_pool`` for every (label, seed), labels outer: ``{(label, seed): its dict}``. On a CPU whose cores
+    hold several runs, the missing ones train side by side first (``prebuild_course_runs``); ``desc``: a progress bar."""
+    from tqdm.auto import tqdm
+
+    todo = [(label, s) for label in pools for s in seeds]
+    trained = [False] * len(todo)
+    if torch.device(device or get_device()).type == "cpu":
+        trained = prebuild_course_runs([pool_job(testbed, label, pools[label], s, base_key) for label, s in todo])
+    runs = {}
+    for (label, seed), now in zip(tqdm(todo, desc=desc, disable=desc is None), trained):
+        runs[label, seed] = run_pool(make_base, tokenizer, testbed, label, pools[label], seed, base_key, device)
+        runs[label, seed]["from_cache"] &= not now  # trained by a worker just now
+    return runs
 
 
 def score_run(run: CachedRun, tokenizer, testbed: Testbed, wordings: dict[str, Sequence[str]], seed: int) -> dict:

@@ -104,6 +104,12 @@ def cached_train(name: str, make_model: Callable[[], nn.Module], train_data: Seq
 
     from_cache = target.exists()
     build_once(target, build)
+    return load_run(target, make_model, device, from_cache)
+
+
+def load_run(target: Path, make_model: Callable[[], nn.Module], device: Optional[torch.device | str] = None,
+             from_cache: bool = True) -> CachedRun:
+    """The run ``cached_train`` built in ``target``: ``make_model()`` with the run's trained weights."""
     model = make_model()
     missing, unexpected = model.load_state_dict(torch.load(target / "model.pt", map_location="cpu", weights_only=True),
                                                 strict=False)
