@@ -316,3 +316,23 @@ def test_pretraining_runs_with_the_configured_threads(monkeypatch):
     monkeypatch.setattr(pretrain, "batch_loss", spy)
     pretrain.train(model, data, cfg, progress=False)
     assert seen == [other, other] and torch.get_num_threads() == before
+
+
+def test_side_by_side_runs_count_physical_cores_not_hyper_threads(monkeypatch):
+    """Runs side by side never hold more threads than physical cores: 8 hyper-threads on 4 cores fit two
+    2-thread runs, 8 real cores four; a process allowed fewer CPUs gets fewer runs."""
+    import os
+
+    import psutil
+
+    from instructlib.train.experiment import physical_cores, processes_for
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 8 if logical else 4)
+    assert physical_cores() == 4
+    assert (processes_for(2, 10), processes_for(1, 10), processes_for(2, 1), processes_for(8, 10)) == (2, 4, 1, 1)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 8)  # no hyper-threads
+    assert processes_for(2, 10) == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)  # pinned to two CPUs
+    assert processes_for(2, 10) == 1 and processes_for(1, 10) == 2

@@ -132,10 +132,10 @@ def _course_job(testbed: Testbed, name: str, wordings: dict[str, list[str]], see
 
 def prebuild_course_runs(jobs: Sequence[Job], processes: Optional[int] = None) -> list[bool]:
     """Train and score the course TinyGPT's testbed runs side by side in worker processes, where the cores
-    hold more than one run at ``config.CPU_THREADS`` threads each (4 cores: two at a time); returns, per job,
+    hold more than one run at ``config.CPU_THREADS`` threads each (4 physical cores: two at a time); returns, per job,
     whether it was trained now. A run's numbers depend on its thread count, not on its process, so the loop
     that follows reads exactly what it would have built. On 2 cores this does nothing: a second 2-thread run
-    would only share the same two cores. Jobs on another base than the course model are left to the loop
+    would only share the same two cores (``processes_for``). Jobs on another base than the course model are left to the loop
     (a worker can only load the course's)."""
     from ..models.course import course_model_dir
 

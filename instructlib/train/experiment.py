@@ -145,9 +145,23 @@ def memo_json(path: str | Path, compute: Callable[[], object]):
     return json.loads(path.read_text())
 
 
+def physical_cores() -> int:
+    """CPU cores this process may run threads on in parallel, hyper-threads of one core counted once."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        import psutil  # installed with ipykernel; without it, every logical CPU counts as a core
+        physical = psutil.cpu_count(logical=False) or 0
+    except ImportError:
+        physical = 0
+    per_core = max(1, (os.cpu_count() or logical) // physical) if physical else 1
+    return max(1, logical // per_core)
+
+
 def processes_for(threads: Optional[int], jobs: int) -> int:
-    """How many runs of ``threads`` CPU threads each fit side by side on this machine's cores (at least 1)."""
-    return max(1, min(jobs, (os.cpu_count() or 1) // max(threads or 1, 1)))
+    """How many runs of ``threads`` CPU threads each fit side by side on this machine's physical cores (at
+    least 1): more threads than cores slow every run down (2 two-thread runs on 2 cores: 0.46x one after
+    another in ``benchmarks/parallel_runs.py --kind testbed``)."""
+    return max(1, min(jobs, physical_cores() // max(threads or 1, 1)))
 
 
 def run_in_processes(fn: Callable[..., Any], jobs: Sequence[tuple], processes: int, desc: str = "runs") -> list:
