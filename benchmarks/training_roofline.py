@@ -20,9 +20,8 @@ import time
 import torch
 
 from instructlib.config import cpu_threads
-from instructlib.data.collate import DataCollatorForInstructions, encode_dataset
-from instructlib.data.wordings import worded_examples
-from instructlib.generate.wording_experiment import condition_wordings, course_testbed, recipe_config
+from instructlib.data.collate import DataCollatorForInstructions
+from instructlib.generate.wording_experiment import condition_wordings, course_testbed, recipe_config, training_data
 from instructlib.models import load_model, load_tokenizer
 from instructlib.train import train
 
@@ -52,8 +51,7 @@ def main() -> None:
     base, tokenizer = load_model("tinygpt"), load_tokenizer("tinygpt")
     c = base.config
     bed = course_testbed("cpu", max_len=c.block_size)
-    records = [e.record for e in worded_examples("train", bed.n_train, condition_wordings(bed.families, "human", None, 0))]
-    data, _ = encode_dataset(records, tokenizer, bed.max_len, "chat")
+    data = training_data(tokenizer, bed, condition_wordings(bed.families, "human", None, 0))
     mean_len = sum(len(ex["input_ids"]) for ex in data) / len(data)
     # per real token, forward + backward: 6 x the weights of every matrix (blocks and LM head) + attention
     matrix_weights = 12 * c.n_layer * c.n_embd ** 2 + c.n_embd * c.vocab_size

@@ -37,7 +37,7 @@ from ..data.verifiable import WORDS
 from ..generate.wording_experiment import recipe_config
 from ..train.exact import greedy_exact
 from ..train import TrainConfig
-from ..train.experiment import CachedRun, cached_train, load_run, processes_for, run_dir, run_in_processes
+from ..train.experiment import CachedRun, cached_train, load_course_base, load_run, processes_for, run_dir, run_in_processes
 
 Rule = tuple[str, str]
 SCORES = "scores-rules"  # the memo that holds a run's per-item verdicts
@@ -222,12 +222,8 @@ def run_rules(make_base: Callable, tokenizer, bed: RuleBed, n: int, seed: int, b
 def _course_rules_job(bed: RuleBed, n: int, seed: int, base_key: str) -> bool:
     """One ``run_rules`` on the course TinyGPT in a worker process (training and scoring on ``bed.threads``)."""
     from ..config import cpu_threads
-    from ..models import load_model, load_tokenizer
-    from ..models.course import course_model_dir
 
-    if course_model_dir().name != base_key:
-        raise RuntimeError(f"the worker's course model is {course_model_dir().name}, not {base_key}")
-    base, tokenizer = load_model("tinygpt"), load_tokenizer("tinygpt")
+    base, tokenizer = load_course_base(base_key)
     with cpu_threads(bed.threads):
         return run_rules(lambda: copy.deepcopy(base), tokenizer, bed, n, seed, base_key)["from_cache"]
 

@@ -29,7 +29,7 @@ from ..data.verifiable import Example, solve
 from ..data.wordings import crossed_examples, distinct, load_wordings, training_wordings, worded_examples
 from ..train import TrainConfig
 from ..train.exact import greedy_exact
-from ..train.experiment import CachedRun, cached_train, processes_for, run_in_processes
+from ..train.experiment import CachedRun, cached_train, load_course_base, processes_for, run_in_processes
 
 Source = Literal["human", "grammar"]
 SETS = ("seen", "heldout", "novel")
@@ -106,10 +106,15 @@ def recipe_config(steps: int, batch: int, lr: float, seed: int, **changes) -> Tr
                        weight_decay=0.01, group_by_length=True, seed=seed, progress=False, **changes)
 
 
+def training_data(tokenizer, testbed: Testbed, wordings: dict[str, Sequence[str]]) -> list[dict]:
+    """A run's encoded training examples: the testbed's inputs (the same in every run) worded with ``wordings``."""
+    train_set = worded_examples("train", testbed.n_train, wordings, seed=0)
+    return encode_dataset([e.record for e in train_set], tokenizer, testbed.max_len, "chat")[0]
+
+
 def _train(make_base: Callable, tokenizer, testbed: Testbed, name: str, wordings: dict[str, Sequence[str]],
            seed: int, key: dict, device=None) -> CachedRun:
-    train_set = worded_examples("train", testbed.n_train, wordings, seed=0)  # same inputs in every run
-    data, _ = encode_dataset([e.record for e in train_set], tokenizer, testbed.max_len, "chat")
+    data = training_data(tokenizer, testbed, wordings)
     config = recipe_config(testbed.steps, testbed.batch, testbed.lr, seed)
     return cached_train(name, make_base, data, DataCollatorForInstructions(tokenizer), config, key=key, device=device)
 
@@ -118,12 +123,7 @@ def _course_job(testbed: Testbed, name: str, wordings: dict[str, list[str]], see
     """Train and score one run of the course TinyGPT in a worker process; True when it was cached already."""
     import copy
 
-    from ..models import load_model, load_tokenizer
-    from ..models.course import course_model_dir
-
-    if course_model_dir().name != key["base"]:
-        raise RuntimeError(f"the worker's course model is {course_model_dir().name}, not {key['base']}")
-    base, tokenizer = load_model("tinygpt"), load_tokenizer("tinygpt")
+    base, tokenizer = load_course_base(key["base"])
     with cpu_threads(CPU_THREADS):
         run = _train(lambda: copy.deepcopy(base), tokenizer, testbed, name, wordings, seed, key)
         score_run(run, tokenizer, testbed, wordings, seed)

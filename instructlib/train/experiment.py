@@ -164,6 +164,17 @@ def processes_for(threads: Optional[int], jobs: int) -> int:
     return max(1, min(jobs, physical_cores() // max(threads or 1, 1)))
 
 
+def load_course_base(base_key: str):
+    """(model, tokenizer) of the course TinyGPT, checked to be the pretrained weights ``base_key`` names
+    (a worker process of ``run_in_processes`` loads it itself: the parent's model is not sent)."""
+    from ..models import load_model, load_tokenizer
+    from ..models.course import course_model_dir
+
+    if course_model_dir().name != base_key:
+        raise RuntimeError(f"the worker's course model is {course_model_dir().name}, not {base_key}")
+    return load_model("tinygpt"), load_tokenizer("tinygpt")
+
+
 def run_in_processes(fn: Callable[..., Any], jobs: Sequence[tuple], processes: int, desc: str = "runs") -> list:
     """``[fn(*job) for job in jobs]``, in ``processes`` fresh (spawned) worker processes; results in job order.
 
